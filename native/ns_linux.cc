@@ -1,0 +1,529 @@
+// The kernel side of oclif-plugin-criu: inspect and pin namespace files, start a program
+// inside joined namespaces, and probe whether x86 hardware breakpoints work.
+//
+// Policy (which namespaces, in which order, what a failure means to the user) lives in
+// TypeScript. This file only does what JavaScript cannot: syscalls, fork/exec, fd handling.
+// Errors come back as JS errors carrying `syscall`, `errno` and `code` (the errno name).
+#include <napi.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace {
+
+const char* ErrnoName(int err) {
+  switch (err) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case ESRCH: return "ESRCH";
+    case EINTR: return "EINTR";
+    case EBADF: return "EBADF";
+    case ECHILD: return "ECHILD";
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL";
+    case EMFILE: return "EMFILE";
+    case ENOTTY: return "ENOTTY";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ELOOP: return "ELOOP";
+    case EUSERS: return "EUSERS";
+    case ENOEXEC: return "ENOEXEC";
+    case ENOSYS: return "ENOSYS";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case ENXIO: return "ENXIO";
+    default: return "EUNKNOWN";
+  }
+}
+
+Napi::Error SysError(Napi::Env env, const char* syscall, int err, const std::string& path = "") {
+  std::string msg = std::string(syscall) + ": " + strerror(err);
+  if (!path.empty()) msg += " (" + path + ")";
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("syscall", Napi::String::New(env, syscall));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("code", Napi::String::New(env, ErrnoName(err)));
+  if (!path.empty()) e.Set("path", Napi::String::New(env, path));
+  return e;
+}
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+int PidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+// Describe an open fd: {nstype, dev, ino, ownerUid?, ownerIno?}. nstype is the CLONE_NEW*
+// bit; 0 when the fd is not a namespace (the kernel answered ENOTTY).
+Napi::Object Describe(Napi::Env env, int fd, const std::string& label) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw SysError(env, "fstat", errno, label);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("dev", Napi::Number::New(env, static_cast<double>(st.st_dev)));
+  out.Set("ino", Napi::Number::New(env, static_cast<double>(st.st_ino)));
+  int type = ioctl(fd, NS_GET_NSTYPE);
+  if (type < 0) {
+    if (errno != ENOTTY && errno != EINVAL) throw SysError(env, "ioctl(NS_GET_NSTYPE)", errno, label);
+    out.Set("nstype", Napi::Number::New(env, 0));
+    return out;
+  }
+  out.Set("nstype", Napi::Number::New(env, type));
+  if (type == CLONE_NEWUSER) {
+    uid_t owner;
+    if (ioctl(fd, NS_GET_OWNER_UID, &owner) == 0) out.Set("ownerUid", Napi::Number::New(env, owner));
+  }
+  // The user namespace that owns this one (for a user namespace: its parent). EPERM when it
+  // lies outside the caller's; then it is simply not reported.
+  int owner_fd = ioctl(fd, NS_GET_USERNS);
+  if (owner_fd >= 0) {
+    struct stat ost;
+    if (fstat(owner_fd, &ost) == 0) out.Set("ownerIno", Napi::Number::New(env, static_cast<double>(ost.st_ino)));
+    close(owner_fd);
+  }
+  return out;
+}
+
+// inspectPath(path) -> description. Opens with O_CLOEXEC and closes before returning.
+Napi::Value InspectPath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) throw SysError(env, "open", errno, path);
+  try {
+    Napi::Object out = Describe(env, fd, path);
+    close(fd);
+    return out;
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+}
+
+// inspectFd(fd) -> description.
+Napi::Value InspectFd(const Napi::CallbackInfo& info) {
+  return Describe(info.Env(), info[0].As<Napi::Number>().Int32Value(), "fd " + info[0].ToString().Utf8Value());
+}
+
+// pinPid(pid, procEntry) -> {fd, ...description}. pidfd first, then /proc/<pid>/ns/<entry>,
+// then the pidfd must still name a live process: otherwise the PID may have been reused
+// between the two and the namespace file may belong to someone else.
+Napi::Value PinPid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  pid_t pid = info[0].As<Napi::Number>().Int32Value();
+  std::string entry = info[1].As<Napi::String>();
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/" + entry;
+  int pidfd = PidfdOpen(pid);
+  if (pidfd < 0) throw SysError(env, "pidfd_open", errno, path);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int open_err = errno;
+  int alive = PidfdSendSignal(pidfd, 0) == 0 || errno == EPERM;
+  close(pidfd);
+  if (fd < 0) throw SysError(env, "open", open_err, path);
+  if (!alive) {
+    close(fd);
+    throw SysError(env, "pidfd_send_signal", ESRCH, path);
+  }
+  try {
+    Napi::Object out = Describe(env, fd, path);
+    out.Set("fd", Napi::Number::New(env, fd));
+    return out;
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+}
+
+// pinPath(path) -> {fd, ...description}. The caller checks the type.
+Napi::Value PinPath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) throw SysError(env, "open", errno, path);
+  try {
+    Napi::Object out = Describe(env, fd, path);
+    out.Set("fd", Napi::Number::New(env, fd));
+    return out;
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (fd >= 0 && close(fd) != 0 && errno != EINTR) throw SysError(info.Env(), "close", errno);
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------
+// spawnJoined
+
+// What the child reports through the exec pipe when a step fails before execve succeeds.
+enum Step : int {
+  kStepStdio = 1,
+  kStepSignals = 2,
+  kStepSetns = 3,
+  kStepSetnsUser = 4,
+  kStepSetgroups = 5,
+  kStepSetgid = 6,
+  kStepSetuid = 7,
+  kStepChdir = 8,
+  kStepExec = 9,
+};
+
+const char* StepName(int step) {
+  switch (step) {
+    case kStepStdio: return "dup2";
+    case kStepSignals: return "sigaction";
+    case kStepSetns: return "setns";
+    case kStepSetnsUser: return "setns";
+    case kStepSetgroups: return "setgroups";
+    case kStepSetgid: return "setresgid";
+    case kStepSetuid: return "setresuid";
+    case kStepChdir: return "chdir";
+    case kStepExec: return "execve";
+    default: return "unknown";
+  }
+}
+
+struct ChildReport {
+  int step;
+  int err;
+  int index;  // which namespace (index into the joins array) for setns steps, else -1
+};
+
+constexpr size_t kMaxJoins = 16;
+
+struct JoinFd {
+  int fd;
+  int flag;
+};
+
+// Runs in the forked child of a multithreaded process: only async-signal-safe calls.
+[[noreturn]] void ChildFail(int pipe_fd, int step, int err, int index) {
+  ChildReport r{step, err, index};
+  ssize_t ignored = write(pipe_fd, &r, sizeof r);
+  (void)ignored;
+  _exit(127);
+}
+
+[[noreturn]] void RunChild(int pipe_fd, const int stdio[3], const std::vector<JoinFd>& joins, bool has_gid,
+                           gid_t gid, bool has_uid, uid_t uid, bool has_groups, const std::vector<gid_t>& groups,
+                           const char* cwd, const std::vector<const char*>& candidates, char* const* argv,
+                           char* const* envp) {
+  // Signals: default dispositions, nothing blocked (Node ignores SIGPIPE; exec keeps SIG_IGN).
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sigaction(sig, &sa, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) ChildFail(pipe_fd, kStepSignals, errno, -1);
+
+  // stdio: first move every source above 2 so that dup2 cannot clobber a later source.
+  int moved[3];
+  for (int i = 0; i < 3; i++) {
+    moved[i] = stdio[i] < 0 ? -1 : fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
+    if (stdio[i] >= 0 && moved[i] < 0) ChildFail(pipe_fd, kStepStdio, errno, i);
+  }
+  for (int i = 0; i < 3; i++) {
+    if (moved[i] >= 0 && dup2(moved[i], i) < 0) ChildFail(pipe_fd, kStepStdio, errno, i);
+  }
+
+  // Namespaces: everything but user, then user, then what failed with EPERM before the user
+  // join (as nsenter and runc do): root joining a child user namespace whose net namespace
+  // belongs to the host must join net first; an unprivileged caller must join user first.
+  int user_index = -1;
+  for (size_t i = 0; i < joins.size(); i++) {
+    if (joins[i].flag == CLONE_NEWUSER) user_index = static_cast<int>(i);
+  }
+  bool deferred[kMaxJoins] = {false};
+  for (size_t i = 0; i < joins.size(); i++) {
+    if (static_cast<int>(i) == user_index) continue;
+    if (setns(joins[i].fd, joins[i].flag) != 0) {
+      if (errno == EPERM && user_index >= 0) {
+        deferred[i] = true;
+      } else {
+        ChildFail(pipe_fd, kStepSetns, errno, static_cast<int>(i));
+      }
+    }
+  }
+  if (user_index >= 0 && setns(joins[user_index].fd, CLONE_NEWUSER) != 0)
+    ChildFail(pipe_fd, kStepSetnsUser, errno, user_index);
+  for (size_t i = 0; i < joins.size(); i++) {
+    if (deferred[i] && setns(joins[i].fd, joins[i].flag) != 0)
+      ChildFail(pipe_fd, kStepSetns, errno, static_cast<int>(i));
+  }
+
+  // Credentials: groups, then gid, then uid (after setresuid we could no longer change gid).
+  if (has_groups) {
+    if (setgroups(groups.size(), groups.data()) != 0) ChildFail(pipe_fd, kStepSetgroups, errno, -1);
+  } else if (has_gid) {
+    // Drop the caller's supplementary groups; a user namespace with setgroups "deny" refuses.
+    if (setgroups(0, nullptr) != 0 && errno != EPERM) ChildFail(pipe_fd, kStepSetgroups, errno, -1);
+  }
+  if (has_gid && setresgid(gid, gid, gid) != 0) ChildFail(pipe_fd, kStepSetgid, errno, -1);
+  if (has_uid && setresuid(uid, uid, uid) != 0) ChildFail(pipe_fd, kStepSetuid, errno, -1);
+  if (cwd != nullptr && chdir(cwd) != 0) ChildFail(pipe_fd, kStepChdir, errno, -1);
+
+  // PATH search with the candidates prepared before the fork; report the most telling errno.
+  int exec_err = ENOENT;
+  for (const char* candidate : candidates) {
+    execve(candidate, argv, envp);
+    if (errno != ENOENT && errno != ENOTDIR) exec_err = errno;
+    if (errno == ENOEXEC || errno == ENOMEM || errno == E2BIG) break;
+  }
+  ChildFail(pipe_fd, kStepExec, exec_err, -1);
+}
+
+}  // namespace
+
+namespace {
+
+std::vector<std::string> StringArray(Napi::Env env, Napi::Value v, const char* what) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(what) + " must be an array of strings");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>());
+  return out;
+}
+
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// spawnJoined({candidates, argv, env, joins: [{fd, flag}], uid?, gid?, groups?, cwd?, stdio})
+// -> pid. Throws with {step, syscall, errno, code, index} when the child fails before exec.
+Napi::Value SpawnJoined(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+
+  // Everything the child needs is prepared here, before the fork.
+  std::vector<std::string> candidate_strings = StringArray(env, o.Get("candidates"), "candidates");
+  std::vector<std::string> argv_strings = StringArray(env, o.Get("argv"), "argv");
+  std::vector<std::string> env_strings = StringArray(env, o.Get("env"), "env");
+  std::vector<const char*> candidates;
+  for (const std::string& c : candidate_strings) candidates.push_back(c.c_str());
+  std::vector<char*> argv = CStrings(argv_strings);
+  std::vector<char*> envp = CStrings(env_strings);
+
+  std::vector<JoinFd> joins;
+  Napi::Array ja = o.Get("joins").As<Napi::Array>();
+  if (ja.Length() > kMaxJoins) throw Napi::RangeError::New(env, "too many namespaces to join");
+  for (uint32_t i = 0; i < ja.Length(); i++) {
+    Napi::Object j = ja.Get(i).As<Napi::Object>();
+    joins.push_back({j.Get("fd").As<Napi::Number>().Int32Value(), j.Get("flag").As<Napi::Number>().Int32Value()});
+  }
+
+  bool has_uid = o.Has("uid") && o.Get("uid").IsNumber();
+  bool has_gid = o.Has("gid") && o.Get("gid").IsNumber();
+  uid_t uid = has_uid ? o.Get("uid").As<Napi::Number>().Uint32Value() : 0;
+  gid_t gid = has_gid ? o.Get("gid").As<Napi::Number>().Uint32Value() : 0;
+  bool has_groups = o.Has("groups") && o.Get("groups").IsArray();
+  std::vector<gid_t> groups;
+  if (has_groups) {
+    Napi::Array ga = o.Get("groups").As<Napi::Array>();
+    for (uint32_t i = 0; i < ga.Length(); i++) groups.push_back(ga.Get(i).As<Napi::Number>().Uint32Value());
+  }
+  std::string cwd_string;
+  bool has_cwd = o.Has("cwd") && o.Get("cwd").IsString();
+  if (has_cwd) cwd_string = o.Get("cwd").As<Napi::String>();
+
+  int stdio[3] = {-1, -1, -1};
+  if (o.Has("stdio") && o.Get("stdio").IsArray()) {
+    Napi::Array sa = o.Get("stdio").As<Napi::Array>();
+    for (uint32_t i = 0; i < 3 && i < sa.Length(); i++) stdio[i] = sa.Get(i).As<Napi::Number>().Int32Value();
+  }
+
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw SysError(env, "pipe2", errno);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    throw SysError(env, "fork", err);
+  }
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    RunChild(pipe_fds[1], stdio, joins, has_gid, gid, has_uid, uid, has_groups, groups,
+             has_cwd ? cwd_string.c_str() : nullptr, candidates, argv.data(), envp.data());
+  }
+
+  close(pipe_fds[1]);
+  ChildReport report;
+  ssize_t n;
+  do {
+    n = read(pipe_fds[0], &report, sizeof report);
+  } while (n < 0 && errno == EINTR);
+  close(pipe_fds[0]);
+  if (n == 0) return Napi::Number::New(env, pid);  // the pipe closed on exec: started
+
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (n != static_cast<ssize_t>(sizeof report)) throw SysError(env, "read", n < 0 ? errno : EIO);
+  Napi::Error e = SysError(env, StepName(report.step), report.err);
+  e.Set("step", Napi::Number::New(env, report.step));
+  e.Set("index", Napi::Number::New(env, report.index));
+  if (report.step == kStepSetnsUser) e.Set("userJoin", Napi::Boolean::New(env, true));
+  throw e;
+}
+
+class WaitWorker : public Napi::AsyncWorker {
+ public:
+  WaitWorker(Napi::Env env, pid_t pid) : Napi::AsyncWorker(env), pid_(pid), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    int r;
+    do {
+      r = waitpid(pid_, &status_, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) err_ = errno;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_ != 0) {
+      deferred_.Reject(SysError(env, "waitpid", err_).Value());
+      return;
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("code", WIFEXITED(status_) ? Napi::Number::New(env, WEXITSTATUS(status_)) : env.Null());
+    out.Set("signal", WIFSIGNALED(status_) ? Napi::Number::New(env, WTERMSIG(status_)) : env.Null());
+    deferred_.Resolve(out);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  pid_t pid_;
+  int status_ = 0;
+  int err_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+// waitPid(pid) -> Promise<{code, signal}>, waited for on the thread pool.
+Napi::Value WaitPid(const Napi::CallbackInfo& info) {
+  auto* worker = new WaitWorker(info.Env(), info[0].As<Napi::Number>().Int32Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// ---------------------------------------------------------------------------------------
+// Hardware breakpoint probe
+
+#if defined(__x86_64__)
+__attribute__((noinline)) void ProbeTarget() { asm volatile("" ::: "memory"); }
+#endif
+
+double NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+// probeHwBreakpoints(boundMs) -> {works: boolean|null, detail}. A traced child stops itself;
+// we set an execute breakpoint on ProbeTarget in DR0/DR7 and let it run into it. A VM that
+// does not emulate debug registers lets the child run through and exit.
+Napi::Value ProbeHwBreakpoints(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+#if !defined(__x86_64__)
+  out.Set("works", env.Null());
+  out.Set("detail", "the probe exists for x86-64 only");
+  return out;
+#else
+  double bound_ms = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 50;
+  void (*volatile target)() = ProbeTarget;
+  pid_t pid = fork();
+  if (pid < 0) throw SysError(env, "fork", errno);
+  if (pid == 0) {
+    if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) _exit(2);
+    kill(getpid(), SIGSTOP);
+    target();
+    _exit(0);
+  }
+  auto finish = [&](const char* detail, Napi::Value works) {
+    kill(pid, SIGKILL);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    out.Set("works", works);
+    out.Set("detail", detail);
+    return out;
+  };
+  int status;
+  if (waitpid(pid, &status, 0) != pid || !WIFSTOPPED(status)) return finish("the traced child did not stop", env.Null());
+  uintptr_t addr = reinterpret_cast<uintptr_t>(target);
+  if (ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[0]), addr) != 0)
+    return finish("the kernel refused to set DR0", Napi::Boolean::New(env, false));
+  // DR7: L0 enabled, R/W0 = 00 (instruction execution), LEN0 = 00.
+  if (ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[7]), 0x1UL) != 0)
+    return finish("the kernel refused to set DR7", Napi::Boolean::New(env, false));
+  if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return finish("PTRACE_CONT failed", env.Null());
+  double deadline = NowMs() + bound_ms;
+  for (;;) {
+    int r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      if (WIFSTOPPED(status) && WSTOPSIG(status) == SIGTRAP)
+        return finish("the breakpoint trapped", Napi::Boolean::New(env, true));
+      if (WIFEXITED(status)) {
+        out.Set("works", Napi::Boolean::New(env, false));
+        out.Set("detail", "the child ran through the breakpoint without a trap");
+        return out;
+      }
+      return finish("the child stopped for another reason", env.Null());
+    }
+    if (NowMs() > deadline) return finish("no answer within the bound", Napi::Boolean::New(env, false));
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, nullptr);
+  }
+#endif
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("supported", Napi::Boolean::New(env, true));
+  exports.Set("inspectPath", Napi::Function::New(env, InspectPath));
+  exports.Set("inspectFd", Napi::Function::New(env, InspectFd));
+  exports.Set("pinPid", Napi::Function::New(env, PinPid));
+  exports.Set("pinPath", Napi::Function::New(env, PinPath));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("spawnJoined", Napi::Function::New(env, SpawnJoined));
+  exports.Set("waitPid", Napi::Function::New(env, WaitPid));
+  exports.Set("probeHwBreakpoints", Napi::Function::New(env, ProbeHwBreakpoints));
+  return exports;
+}
+
+NODE_API_MODULE(criu_ns, Init)

@@ -1,0 +1,141 @@
+import {Flags, ux} from '@oclif/core'
+
+import {CriuCommand} from '../lib/base-command.js'
+import {formatVersion, MIN_CRIU} from '../lib/criu.js'
+import {emptyNs, joinNs} from '../lib/flags.js'
+import {dryRunRestore, MANAGE_CGROUPS_MODES, runRestore} from '../lib/restore.js'
+
+export default class Restore extends CriuCommand {
+  static override description = [
+    'Restores the process tree CRIU checkpointed in --images-dir, joining the namespaces given with -J instead of creating new ones: the way to move a checkpointed process into a running container\'s or pod\'s network, UTS, IPC, time or user namespace.',
+    'Before CRIU starts, every -J target is opened and type-checked, and CRIU is told to join exactly the namespace that was checked (through this process\'s open file descriptor), so a target that exits or a PID that is reused in between cannot redirect the join. After the restore, the restored task\'s /proc/PID/ns/* is compared with each target.',
+    `Needs root and CRIU ${formatVersion(MIN_CRIU)} or newer (the first with time namespaces); tested with CRIU 4.2.1. CRIU is found through --criu-path, then $CRIU_PATH, then PATH.`,
+    'Without --work-dir, CRIU\'s log, pidfile and stats go to a new temporary folder, so the checkpoint folder is never written to.',
+    'Exit codes: 0 restored and verified; 1 the restore failed (CRIU error, timeout, verification) or this machine cannot do it (not root, no CRIU); 2 the request was refused before anything started (bad -J value, conflicting options, a target or folder that is not what the flag needs); 130 interrupted.',
+  ].join('\n\n')
+
+  static override enableJsonFlag = true
+
+  static override examples = [
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 -J uts:1234 -J ipc:1234', description: 'Restore into the network, UTS and IPC namespaces of process 1234.'},
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:/run/netns/blue', description: 'Restore into a named network namespace (ip netns add blue).'},
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J user:1234:1000:1000 --allow-user-ns', description: 'Join the user namespace of process 1234 and switch to uid/gid 1000 inside it.'},
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 --dry-run', description: 'Check the targets and print the CRIU command line without running it.'},
+  ]
+
+  static override flags = {
+    'allow-user-ns': Flags.boolean({
+      description: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s UID/GID mappings. Without this flag a user join goes ahead with a warning.',
+      helpGroup: 'NAMESPACE',
+      summary: 'Acknowledge that joining a user namespace is dangerous (silences the warning).',
+    }),
+    'criu-path': Flags.string({
+      env: 'CRIU_PATH',
+      helpGroup: 'CRIU',
+      summary: 'CRIU binary to run (default: $CRIU_PATH, then criu on PATH).',
+    }),
+    'dry-run': Flags.boolean({
+      summary: 'Check everything and print the plan and the exact CRIU command; restore nothing.',
+    }),
+    'empty-ns': emptyNs(),
+    'ext-unix-sk': Flags.boolean({helpGroup: 'CRIU', summary: 'Allow external unix sockets (CRIU --ext-unix-sk).'}),
+    'file-locks': Flags.boolean({helpGroup: 'CRIU', summary: 'Restore file locks (CRIU --file-locks).'}),
+    'images-dir': Flags.directory({
+      char: 'D',
+      required: true,
+      summary: 'Folder with the checkpoint images (must contain inventory.img).',
+    }),
+    'join-ns': joinNs(),
+    'log-file': Flags.file({
+      char: 'o',
+      helpGroup: 'CRIU',
+      summary: 'Where CRIU writes its log (default: restore.log in the work dir).',
+    }),
+    'manage-cgroups': Flags.option({
+      helpGroup: 'CRIU',
+      options: MANAGE_CGROUPS_MODES,
+      summary: 'How CRIU restores cgroups (CRIU --manage-cgroups).',
+    })(),
+    pidfile: Flags.file({summary: 'Also write the restored root PID to this file.'}),
+    'restore-detached': Flags.boolean({
+      allowNo: true,
+      char: 'd',
+      default: true,
+      description: 'On (the default), CRIU exits once the tree is restored and the tree goes on alone. With --no-restore-detached, CRIU stays its parent: this command prints the PID once the restore is verified, then waits until the tree exits and fails if it ends with a non-zero status.',
+      summary: 'Let the restored tree run on its own once restored.',
+    }),
+    'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree was a shell job with a terminal (CRIU --shell-job).'}),
+    'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Restore established TCP connections (CRIU --tcp-established).'}),
+    timeout: Flags.integer({
+      min: 1,
+      summary: 'Seconds to let CRIU run; then it is killed and the restore fails with nothing left running.',
+    }),
+    verbose: Flags.integer({
+      char: 'v',
+      default: 4,
+      helpGroup: 'CRIU',
+      max: 4,
+      min: 0,
+      summary: 'CRIU log level, 0-4 (CRIU -v).',
+    }),
+    'work-dir': Flags.directory({
+      char: 'W',
+      exists: true,
+      summary: 'Folder for CRIU\'s log, pidfile and stats (default: a new temporary folder).',
+    }),
+  }
+
+  static override summary = 'Restore a CRIU checkpoint into existing namespaces.'
+
+  public async run() {
+    const {flags} = await this.parse(Restore)
+    const request = {
+      allowUserNs: flags['allow-user-ns'],
+      criuPath: flags['criu-path'],
+      detached: flags['restore-detached'],
+      dryRun: flags['dry-run'],
+      emptyNs: flags['empty-ns'] ?? [],
+      extUnixSk: flags['ext-unix-sk'],
+      fileLocks: flags['file-locks'],
+      imagesDir: flags['images-dir'],
+      joinNs: flags['join-ns'] ?? [],
+      logFile: flags['log-file'],
+      manageCgroups: flags['manage-cgroups'],
+      pidfile: flags.pidfile,
+      shellJob: flags['shell-job'],
+      tcpEstablished: flags['tcp-established'],
+      timeout: flags.timeout,
+      verbosity: flags.verbose,
+      workDir: flags['work-dir'],
+    }
+
+    if (request.dryRun) {
+      const plan = await dryRunRestore(request)
+      this.log(`CRIU ${plan.criuVersion}; joins checked:`)
+      for (const ns of plan.plan.namespaces) this.log(`  ${ns.type.padEnd(5)} ${ns.source}`)
+      this.log(plan.command)
+      return plan
+    }
+
+    const spinner = process.stderr.isTTY && !this.jsonEnabled()
+    const result = await runRestore(request, {
+      onSignal(handler) {
+        process.on('SIGINT', handler)
+        process.on('SIGTERM', handler)
+        return () => {
+          process.off('SIGINT', handler)
+          process.off('SIGTERM', handler)
+        }
+      },
+      progress(state, text) {
+        if (!spinner) return
+        if (state === 'start') ux.action.start(text)
+        else ux.action.stop(text)
+      },
+    })
+    this.log(`Restored PID ${result.pid} (CRIU ${result.criuVersion}, ${result.durationMs} ms)`)
+    for (const ns of result.namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): verified`)
+    this.log(`  log: ${result.logFile}`)
+    return result
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The plugin's typed oclif flags, defined once and shared by every command.
+ */
+import {Flags} from '@oclif/core'
+
+import {
+  JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs,
+} from './join-ns.js'
+import {
+  JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, parseNamespaceList,
+} from './namespaces.js'
+
+function joinableHelp(): string {
+  return JOINABLE.map(d => `  ${d.name.padEnd(5)} ${d.note ?? ''}`.trimEnd()).join('\n')
+}
+
+/** `-J/--join-ns NS:PID|NS_FILE[:UID[:GID]]`, repeatable; each value parsed to a JoinNsSpec. */
+export const joinNs = Flags.custom<JoinNsSpec>({
+  char: 'J',
+  description: [
+    'Repeat the flag for each namespace. TARGET is a PID (its /proc/PID/ns/NS is used) or a namespace file such as /proc/PID/ns/net or /run/netns/NAME; relative paths resolve against the current directory.',
+    'Only user takes UID and GID: the credentials CRIU switches to after joining it (CRIU\'s own NS:TARGET,UID,GID form is accepted too). For user, the first ":" or "," ends the target; a user-namespace file whose path contains one must be given through a symlink. Other types take everything after the first ":" as the target.',
+    `Joinable types: ${joinableHelp()}.`,
+    `Not joinable: ${NAMESPACES.filter(d => !d.joinable).map(d => d.name).join(', ')}.`,
+  ].join('\n\n'),
+  helpGroup: 'NAMESPACE',
+  helpValue: JOIN_NS_GRAMMAR,
+  multiple: true,
+  multipleNonGreedy: true,
+  async parse(input) {
+    return parseJoinNs(input, process.cwd())
+  },
+  summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLES.map(e => `-J ${e}`).join(', ')}).`,
+})
+
+const EMPTYABLE = NAMESPACES.filter(d => d.emptyable)
+
+/** `--empty-ns net`: namespaces CRIU creates empty at restore (CRIU supports net only). */
+export const emptyNs = Flags.custom<NamespaceDesc[]>({
+  description: 'CRIU restores the namespace itself but leaves its contents to you (for net: no interfaces but loopback), as container engines that set up networking themselves do.',
+  helpGroup: 'NAMESPACE',
+  helpValue: 'net',
+  async parse(input) {
+    try {
+      return parseNamespaceList(input, EMPTYABLE)
+    } catch (error) {
+      if (error instanceof NamespaceListError) {
+        throw new JoinNsError(input, `${error.message}; CRIU can create only the net namespace empty`, '--empty-ns')
+      }
+
+      throw error
+    }
+  },
+  summary: 'Create these namespaces empty instead of restoring their contents (net only).',
+})
+
+/** A flag error written here (not by oclif) that the hook and commands print as it is. */
+export function userFacingMessage(error: unknown): string | undefined {
+  if (error instanceof JoinNsError) return error.userMessage
+  return undefined
+}
+
+export {quote} from './join-ns.js'

@@ -1,0 +1,136 @@
+/**
+ * The one table of Linux namespace types. Flags, checks, the native bridge and the CRIU
+ * argument builder all read it; nothing else spells a CLONE_NEW* value or compares names.
+ */
+
+export type NamespaceName = 'cgroup' | 'ipc' | 'mnt' | 'net' | 'pid' | 'time' | 'user' | 'uts'
+
+export interface NamespaceDesc {
+  /** The name users type and CRIU's --join-ns expects. */
+  readonly name: NamespaceName
+  /** The CLONE_NEW* bit, also what ioctl(NS_GET_NSTYPE) answers for a file of this type. */
+  readonly flag: number
+  /** The entry under /proc/<pid>/ns/. */
+  readonly procEntry: string
+  /** Whether `restore --join-ns` may join it. */
+  readonly joinable: boolean
+  /** Why it may not be joined, or the risk of joining it; written for the person at the terminal. */
+  readonly note?: string
+  /** Whether CRIU can create it empty at restore (`--empty-ns`). */
+  readonly emptyable: boolean
+  /** Whether `checkpoint --external-ns` (CRIU's --external <type>[<inode>]:<key>) supports it. */
+  readonly externalizable: boolean
+}
+
+const table: readonly NamespaceDesc[] = [
+  {
+    emptyable: false,
+    externalizable: false,
+    flag: 0x02_00_00_00,
+    joinable: false,
+    name: 'cgroup',
+    note: 'CRIU cannot join a cgroup namespace at restore; use --manage-cgroups to place the tree in cgroups instead',
+    procEntry: 'cgroup',
+  },
+  {
+    emptyable: false, externalizable: false, flag: 0x08_00_00_00, joinable: true, name: 'ipc', procEntry: 'ipc',
+  },
+  {
+    emptyable: false,
+    externalizable: false,
+    flag: 0x00_02_00_00,
+    joinable: true,
+    name: 'mnt',
+    note: 'risky: the restored tree sees the target\'s mounts, so every file it had open must exist at the same path there',
+    procEntry: 'mnt',
+  },
+  {
+    emptyable: true, externalizable: true, flag: 0x40_00_00_00, joinable: true, name: 'net', procEntry: 'net',
+  },
+  {
+    emptyable: false,
+    externalizable: true,
+    flag: 0x20_00_00_00,
+    joinable: false,
+    name: 'pid',
+    note: 'a PID namespace is entered only by children created after the join, and CRIU must give each task back its own PID; checkpoint the tree inside its own PID namespace instead, so restore recreates it',
+    procEntry: 'pid',
+  },
+  {
+    emptyable: false, externalizable: false, flag: 0x00_00_00_80, joinable: true, name: 'time', procEntry: 'time',
+  },
+  {
+    emptyable: false,
+    externalizable: false,
+    flag: 0x10_00_00_00,
+    joinable: true,
+    name: 'user',
+    note: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s uid/gid mappings; pass --allow-user-ns to confirm',
+    procEntry: 'user',
+  },
+  {
+    emptyable: false, externalizable: false, flag: 0x04_00_00_00, joinable: true, name: 'uts', procEntry: 'uts',
+  },
+]
+
+/** Every namespace type, in alphabetical order. */
+export const NAMESPACES: readonly NamespaceDesc[] = table
+
+/** The types `restore --join-ns` accepts. */
+export const JOINABLE: readonly NamespaceDesc[] = table.filter(d => d.joinable)
+
+const byName = new Map<string, NamespaceDesc>(table.map(d => [d.name, d]))
+const byFlag = new Map<number, NamespaceDesc>(table.map(d => [d.flag, d]))
+
+/** The descriptor for a name, or undefined. Case-sensitive, as in CRIU and /proc. */
+export function namespaceByName(name: string): NamespaceDesc | undefined {
+  return byName.get(name)
+}
+
+/** The descriptor for a single CLONE_NEW* bit (what NS_GET_NSTYPE answers), or undefined. */
+export function namespaceByFlag(flag: number): NamespaceDesc | undefined {
+  return byFlag.get(flag)
+}
+
+/** The union of the flags of the given descriptors. */
+export function flagsOf(descs: Iterable<NamespaceDesc>): number {
+  let flags = 0
+  for (const d of descs) flags |= d.flag
+  return flags >>> 0
+}
+
+/** The descriptors whose bits are set in `flags`, in table order. Unknown bits are ignored. */
+export function namespacesIn(flags: number): NamespaceDesc[] {
+  return table.filter(d => (flags & d.flag) !== 0)
+}
+
+/** Names for display: `ipc, net, uts`. */
+export function namesOf(descs: Iterable<NamespaceDesc>): string {
+  return [...descs].map(d => d.name).join(', ')
+}
+
+export class NamespaceListError extends Error {
+  override name = 'NamespaceListError'
+}
+
+/**
+ * Parse a comma-separated list such as `net,uts,ipc` into descriptors (table order, no
+ * duplicates). `allowed` narrows the accepted types; the message then lists only those.
+ */
+export function parseNamespaceList(input: string, allowed: readonly NamespaceDesc[] = NAMESPACES): NamespaceDesc[] {
+  const seen = new Set<NamespaceDesc>()
+  const parts = input.split(',')
+  for (const raw of parts) {
+    const part = raw.trim()
+    if (part === '') throw new NamespaceListError(`empty namespace name in "${input}" (expected one of: ${namesOf(allowed)})`)
+    const desc = byName.get(part)
+    if (!desc) throw new NamespaceListError(`unknown namespace "${part}" (expected one of: ${namesOf(allowed)})`)
+    if (!allowed.includes(desc)) {
+      throw new NamespaceListError(`namespace "${part}" is not supported here (expected one of: ${namesOf(allowed)})`)
+    }
+
+    seen.add(desc)
+  }
+
+  return table.filter(d => seen.has(d))
+}

@@ -1,0 +1,316 @@
+/**
+ * The bridge to native/ns_linux.cc. Loaded lazily, on first use: `mycli --help` and the host
+ * CLI's other commands never load native code. Every errno-level detail is turned into a
+ * message here, using the namespace table for the words.
+ */
+import {join} from 'node:path'
+
+import {NamespaceDesc, namespaceByFlag} from './namespaces.js'
+
+export interface NsDescription {
+  readonly dev: number
+  readonly ino: number
+  /** CLONE_NEW* bit, or 0 when the file is not a namespace. */
+  readonly nstype: number
+  /** Owner UID of a user namespace (NS_GET_OWNER_UID). */
+  readonly ownerUid?: number
+  /** Inode of the user namespace that owns this one, when visible to the caller. */
+  readonly ownerIno?: number
+}
+
+interface SpawnRequest {
+  argv: string[]
+  candidates: string[]
+  cwd?: string
+  env: string[]
+  gid?: number
+  groups?: number[]
+  joins: {fd: number; flag: number}[]
+  stdio: number[]
+  uid?: number
+}
+
+interface NativeModule {
+  closeFd(fd: number): void
+  inspectFd(fd: number): NsDescription
+  inspectPath(path: string): NsDescription
+  pinPath(path: string): NsDescription & {fd: number}
+  pinPid(pid: number, procEntry: string): NsDescription & {fd: number}
+  probeHwBreakpoints(boundMs: number): {detail: string; works: boolean | null}
+  spawnJoined(request: SpawnRequest): number
+  supported: boolean
+  waitPid(pid: number): Promise<{code: null | number; signal: null | number}>
+}
+
+/** A system call failed; `code` is the errno name, as in Node's own errors. */
+export interface NativeError extends Error {
+  code: string
+  errno: number
+  index?: number
+  path?: string
+  step?: number
+  syscall: string
+}
+
+export function isNativeError(error: unknown): error is NativeError {
+  return error instanceof Error && typeof (error as NativeError).syscall === 'string'
+}
+
+let loaded: NativeModule | undefined
+
+/** The native module; throws a clear error off Linux. */
+export function native(): NativeModule {
+  if (!loaded) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const load = require('node-gyp-build') as (dir: string) => NativeModule
+    loaded = load(join(__dirname, '..', '..', '..'))
+  }
+
+  if (!loaded.supported) {
+    throw new Error(`namespaces are a Linux feature: this command needs Linux (this is ${process.platform})`)
+  }
+
+  return loaded
+}
+
+/** Whether the native module has been loaded in this process (for tests of laziness). */
+export function nativeLoaded(): boolean {
+  return loaded !== undefined
+}
+
+const finalizer = new FinalizationRegistry<number>(fd => {
+  try {
+    native().closeFd(fd)
+  } catch {
+    // Nothing to report to: the object was forgotten without close().
+  }
+})
+
+/**
+ * An open namespace fd: what was checked is what gets joined. Close it with close(); a
+ * finalizer closes it too if it is dropped, but that is a safety net, not the plan.
+ */
+export class PinnedNamespace {
+  private open = true
+
+  constructor(
+    readonly ns: NamespaceDesc,
+    readonly fd: number,
+    readonly dev: number,
+    readonly ino: number,
+    /** What the user named: `pid 123` or the path. */
+    readonly source: string,
+    readonly ownerUid?: number,
+  ) {
+    finalizer.register(this, fd, this)
+  }
+
+  get isOpen(): boolean {
+    return this.open
+  }
+
+  /** /proc/<this process>/fd/<fd>: a path other processes (CRIU) can open while we live. */
+  get procPath(): string {
+    return `/proc/${process.pid}/fd/${this.fd}`
+  }
+
+  close(): void {
+    if (!this.open) return
+    this.open = false
+    finalizer.unregister(this)
+    native().closeFd(this.fd)
+  }
+}
+
+export class PinError extends Error {
+  override name = 'PinError'
+}
+
+function typeName(nstype: number): string {
+  return namespaceByFlag(nstype)?.name ?? `unknown (0x${nstype.toString(16)})`
+}
+
+function explainOpen(error: NativeError, what: string): string {
+  switch (error.code) {
+  case 'ENOENT': {
+    return `${what} does not exist`
+  }
+
+  case 'EACCES':
+  case 'EPERM': {
+    return `${what} cannot be opened: permission denied (run as root)`
+  }
+
+  case 'ESRCH': {
+    return `${what}: no such process`
+  }
+
+  case 'ENOTDIR': {
+    return `${what}: a part of the path is not a directory`
+  }
+
+  case 'ENXIO': {
+    return `${what} is a socket or a device without a driver, not a namespace file`
+  }
+
+  default: {
+    return `${what}: ${error.message}`
+  }
+  }
+}
+
+/** Open and type-check the namespace `ns` of process `pid`; the fd stays open until close(). */
+export function pinPid(ns: NamespaceDesc, pid: number): PinnedNamespace {
+  let d
+  try {
+    d = native().pinPid(pid, ns.procEntry)
+  } catch (error) {
+    if (!isNativeError(error)) throw error
+    if (error.code === 'ESRCH' || (error.code === 'ENOENT' && error.syscall === 'open')) {
+      throw new PinError(`process ${pid} does not exist (or exited), so its ${ns.name} namespace cannot be joined`)
+    }
+
+    throw new PinError(explainOpen(error, `the ${ns.name} namespace of process ${pid} (/proc/${pid}/ns/${ns.procEntry})`))
+  }
+
+  return new PinnedNamespace(ns, d.fd, d.dev, d.ino, `pid ${pid}`, d.ownerUid)
+}
+
+/** Open a namespace file and check it is a namespace of type `ns`. */
+export function pinPath(ns: NamespaceDesc, path: string): PinnedNamespace {
+  let d
+  try {
+    d = native().pinPath(path)
+  } catch (error) {
+    if (!isNativeError(error)) throw error
+    if (error.code === 'EISDIR') throw new PinError(`${path} is a directory, not a ${ns.name} namespace file`)
+    throw new PinError(explainOpen(error, path))
+  }
+
+  if (d.nstype !== ns.flag) {
+    native().closeFd(d.fd)
+    if (d.nstype === 0) throw new PinError(`${path} is not a namespace file (expected a ${ns.name} namespace such as /proc/PID/ns/${ns.procEntry})`)
+    throw new PinError(`${path} is a ${typeName(d.nstype)} namespace, not a ${ns.name} namespace`)
+  }
+
+  return new PinnedNamespace(ns, d.fd, d.dev, d.ino, path, d.ownerUid)
+}
+
+/** Inspect a namespace file without keeping it open. */
+export function inspectPath(path: string): NsDescription {
+  try {
+    return native().inspectPath(path)
+  } catch (error) {
+    if (isNativeError(error)) throw new PinError(explainOpen(error, path))
+    throw error
+  }
+}
+
+export interface SpawnJoinedOptions {
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  gid?: number
+  groups?: number[]
+  /** The namespaces to join; their fds must stay open until spawnJoined returns. */
+  namespaces: readonly PinnedNamespace[]
+  /** Three fds for stdin, stdout, stderr; -1 keeps this process's. */
+  stdio?: [number, number, number]
+  uid?: number
+}
+
+export class SpawnJoinedError extends Error {
+  override name = 'SpawnJoinedError'
+
+  constructor(
+    message: string,
+    readonly step: string,
+    readonly code: string,
+  ) {
+    super(message)
+  }
+}
+
+/** Where to look for `file`: itself when it has a slash, else each PATH entry. */
+export function execCandidates(file: string, pathVar: string | undefined): string[] {
+  if (file.includes('/')) return [file]
+  const dirs = (pathVar ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')
+  return dirs.map(dir => `${dir === '' ? '.' : dir}/${file}`)
+}
+
+/**
+ * Start `file` with `args` inside the given namespaces, optionally as uid/gid. The join and
+ * credential switch happen in the forked child, never in this (multithreaded) process.
+ * Returns the PID once the program has been exec'd; a failure before that is thrown.
+ */
+export function spawnJoined(file: string, args: readonly string[], options: SpawnJoinedOptions): number {
+  const env = options.env ?? process.env
+  for (const pinned of options.namespaces) {
+    if (!pinned.isOpen) throw new Error(`the ${pinned.ns.name} namespace of ${pinned.source} was already released`)
+  }
+
+  try {
+    return native().spawnJoined({
+      argv: [file, ...args],
+      candidates: execCandidates(file, env.PATH),
+      cwd: options.cwd,
+      env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
+      gid: options.gid,
+      groups: options.groups,
+      joins: options.namespaces.map(p => ({fd: p.fd, flag: p.ns.flag})),
+      stdio: options.stdio ?? [0, 1, 2],
+      uid: options.uid,
+    })
+  } catch (error) {
+    if (!isNativeError(error)) throw error
+    const strerror = error.message.replace(/^[^:]*: /, '')
+    const pinned = error.index === undefined || error.index < 0 ? undefined : options.namespaces[error.index]
+    let what: string
+    switch (error.syscall) {
+    case 'setns': {
+      what = `cannot join the ${pinned?.ns.name} namespace of ${pinned?.source}`
+      break
+    }
+
+    case 'execve': {
+      what = `cannot run ${file}`
+      break
+    }
+
+    case 'setresuid': {
+      what = `cannot switch to uid ${options.uid}`
+      break
+    }
+
+    case 'setresgid': {
+      what = `cannot switch to gid ${options.gid}`
+      break
+    }
+
+    case 'setgroups': {
+      what = 'cannot set the supplementary groups'
+      break
+    }
+
+    case 'chdir': {
+      what = `cannot change directory to ${options.cwd}`
+      break
+    }
+
+    default: {
+      what = 'cannot prepare the child process'
+    }
+    }
+
+    throw new SpawnJoinedError(`${what}: ${strerror} (${error.syscall})`, error.syscall, error.code)
+  }
+}
+
+/** Wait for a child started by spawnJoined, without blocking the event loop. */
+export function waitPid(pid: number): Promise<{code: null | number; signal: null | number}> {
+  return native().waitPid(pid)
+}
+
+/** One run of the hardware breakpoint probe (x86-64: DR0/DR7 on a traced child). */
+export function probeHwBreakpoints(boundMs = 50): {detail: string; works: boolean | null} {
+  return native().probeHwBreakpoints(boundMs)
+}
