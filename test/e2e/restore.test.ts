@@ -1,0 +1,172 @@
+import {expect} from 'chai'
+import {spawnSync} from 'node:child_process'
+import {existsSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {checkpoint, folderDigest, mycli} from '../support/checkpoint.js'
+import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track} from '../support/system.js'
+
+const ALL = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']
+
+/** stderr as one line: oclif wraps warnings and errors and prefixes them with ›. */
+export function flat(text: string): string {
+  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
+}
+
+/** The restored PID from the command's output, tracked for cleanup. */
+function restoredPid(stdout: string): number {
+  const m = /Restored PID (\d+)/.exec(stdout)
+  expect(m, stdout).not.to.equal(null)
+  return track(Number(m![1]))
+}
+
+/** Joined types are the holder's; every other type is what CRIU restored: here, ours. */
+function expectNamespaces(pid: number, joined: Record<string, number>): void {
+  for (const type of ALL) {
+    const actual = nsInode(pid, type)
+    if (type in joined) {
+      expect(actual, `${type} of the restored task is the holder's`).to.equal(nsInode(joined[type], type))
+    } else if (type === 'time') {
+      // CRIU (criu/cr-restore.c) always gives the tree a new time namespace unless told to
+      // join one, so that CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from the checkpoint.
+      expect(actual, 'time: CRIU made a new one').not.to.equal(nsInode('self', type))
+    } else {
+      expect(actual, `${type} of the restored task was not joined`).to.equal(nsInode('self', type))
+    }
+  }
+}
+
+describe('restore (real CRIU, real namespaces)', function () {
+  this.timeout(120_000)
+  before(requireRoot)
+  afterEach(cleanup)
+
+  it('joins a net namespace by PID; the restored task is the checkpointed one', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['net'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`])
+    expect(r.code, r.stderr).to.equal(0)
+    const pid = restoredPid(r.stdout)
+    expect(pid).to.equal(ckpt.pid)
+    expect(alive(pid)).to.equal(true)
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).to.equal('sleep\u0000100000\u0000')
+    expectNamespaces(pid, {net: holder.pid})
+    expect(r.stdout).to.include(`net   joined pid ${holder.pid} (inode ${nsInode(holder.pid, 'net')}): verified`)
+  })
+
+  it('joins uts by path and ipc by PID; the holder keeps its hostname', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['uts', 'ipc'], 'holder-host')
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `uts:/proc/${holder.pid}/ns/uts`, '-J', `ipc:${holder.pid}`])
+    expect(r.code, r.stderr).to.equal(0)
+    const pid = restoredPid(r.stdout)
+    expectNamespaces(pid, {ipc: holder.pid, uts: holder.pid})
+    const hostname = spawnSync('nsenter', ['-t', String(pid), '-u', 'hostname'], {encoding: 'utf8'}).stdout.trim()
+    expect(hostname).to.equal('holder-host')
+  })
+
+  it('joins a time namespace', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['time'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `time:${holder.pid}`])
+    expect(r.code, r.stderr).to.equal(0)
+    expectNamespaces(restoredPid(r.stdout), {time: holder.pid})
+  })
+
+  it('joins a named net namespace (/run/netns/NAME)', async () => {
+    const ckpt = await checkpoint()
+    const path = addNetns(`crt-e2e-${process.pid}`)
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${path}`])
+    expect(r.code, r.stderr).to.equal(0)
+    const pid = restoredPid(r.stdout)
+    expect(nsInode(pid, "net")).to.equal(Number(spawnSync("stat", ["-L", "-c", "%i", path], {encoding: "utf8"}).stdout.trim()))
+    expect(nsInode(pid, "net")).not.to.equal(nsInode("self", "net"))
+  })
+
+  it('joins a user namespace as uid/gid 1000 (-J user:PID:1000:1000)', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['user'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}:1000:1000`, '--allow-user-ns'])
+    expect(r.code, r.stderr).to.equal(0)
+    expect(r.stderr, 'no warning with --allow-user-ns').not.to.include('dangerous')
+    const pid = restoredPid(r.stdout)
+    expectNamespaces(pid, {user: holder.pid})
+    // CRIU switches to the given IDs to restore, then the task gets its credentials from the images.
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    expect(status).to.match(/^Uid:\s+0\s/m)
+  })
+
+  it('warns about joining a user namespace without --allow-user-ns, and still restores', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['user'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}`])
+    expect(r.code, r.stderr).to.equal(0)
+    expect(flat(r.stderr)).to.include('CRIU calls joining a user namespace dangerous')
+    expectNamespaces(restoredPid(r.stdout), {user: holder.pid})
+  })
+
+  it('joins net, uts, ipc and time of one holder at once', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['net', 'uts', 'ipc', 'time'])
+    const r = mycli(['restore', '-D', ckpt.dir, ...['net', 'uts', 'ipc', 'time'].flatMap((t) => ['-J', `${t}:${holder.pid}`])])
+    expect(r.code, r.stderr).to.equal(0)
+    const pid = restoredPid(r.stdout)
+    expectNamespaces(pid, {ipc: holder.pid, net: holder.pid, time: holder.pid, uts: holder.pid})
+  })
+
+  it('a TCP echo server restored into a net namespace answers from inside it', async () => {
+    const ckpt = await checkpoint('echo-server')
+    const holder = await startHolder(['net'])
+    spawnSync('nsenter', ['-t', String(holder.pid), '-n', 'ip', 'link', 'set', 'lo', 'up'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`])
+    expect(r.code, r.stderr).to.equal(0)
+    const pid = restoredPid(r.stdout)
+    expectNamespaces(pid, {net: holder.pid})
+    const client = `import socket; s = socket.create_connection(("127.0.0.1", ${ckpt.port}), timeout=5); s.sendall(b"hi"); print(s.recv(100).decode())`
+    const inside = spawnSync('nsenter', ['-t', String(holder.pid), '-n', 'python3', '-c', client], {encoding: 'utf8'})
+    expect(inside.stdout.trim(), inside.stderr).to.equal('echo:hi')
+    // and it is not listening on the host any more
+    const outside = spawnSync('python3', ['-c', client], {encoding: 'utf8'})
+    expect(outside.status).not.to.equal(0)
+  })
+
+  it('leaves the images folder byte-identical without --work-dir', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['net'])
+    const before = folderDigest(ckpt.dir)
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`])
+    expect(r.code, r.stderr).to.equal(0)
+    restoredPid(r.stdout)
+    expect(folderDigest(ckpt.dir)).to.equal(before)
+    expect(existsSync(join(ckpt.dir, 'restore.log'))).to.equal(false)
+  })
+
+  it('--json prints the documented object', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['net', 'uts'])
+    const work = tempDir()
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '-J', `uts:${holder.pid}`, '-W', work, '--json'])
+    expect(r.code, r.stderr).to.equal(0)
+    const out = JSON.parse(r.stdout)
+    track(out.pid)
+    expect(out).to.have.all.keys('pid', 'criuVersion', 'durationMs', 'workDir', 'logFile', 'namespaces')
+    expect(out.pid).to.equal(ckpt.pid)
+    expect(out.workDir).to.equal(work)
+    expect(out.logFile).to.equal(join(work, 'restore.log'))
+    expect(existsSync(out.logFile)).to.equal(true)
+    expect(out.criuVersion).to.match(/^\d+\.\d+/)
+    expect(out.namespaces).to.deep.equal([
+      {inode: nsInode(holder.pid, 'net'), joined: true, source: `pid ${holder.pid}`, type: 'net'},
+      {inode: nsInode(holder.pid, 'uts'), joined: true, source: `pid ${holder.pid}`, type: 'uts'},
+    ])
+  })
+
+  it('--dry-run checks the targets, prints the CRIU command and restores nothing', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['net'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--dry-run'])
+    expect(r.code, r.stderr).to.equal(0)
+    expect(r.stdout).to.match(/restore --images-dir \S+ --work-dir \S+ --log-file \S+ -v4 --pidfile \S+ --restore-detached --join-ns net:\/proc\/\d+\/fd\/\d+/)
+    expect(alive(ckpt.pid)).to.equal(false)
+  })
+})
