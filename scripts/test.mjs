@@ -3,13 +3,16 @@
 // run mocha under nyc (coverage), and end with one plain line "N passed, N failed".
 // Lint and type checks are tests inside the suite (test/lint.test.ts), so they are counted.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {existsSync, mkdirSync, readFileSync, rmSync} from 'node:fs'
+import {
+  existsSync, mkdirSync, readFileSync, rmSync,
+} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 process.chdir(root)
-const results = join(root, '.nyc_output', 'mocha-results.json')
+const results = join(tmpdir(), `oclif-plugin-criu-mocha-${process.pid}.json`)
 
 function step(name, cmd, args, opts = {}) {
   process.stderr.write(`\n== ${name}: ${cmd} ${args.join(' ')}\n`)
@@ -54,7 +57,7 @@ const mocha = spawnSync('npx', ['nyc', 'mocha', ...process.argv.slice(2)], {
 let passed = 0
 let failed = 0
 if (existsSync(results)) {
-  ;({failed, passed} = JSON.parse(readFileSync(results, 'utf8')))
+  ({failed, passed} = JSON.parse(readFileSync(results, 'utf8')))
 } else {
   failed = 1
   console.log(`mocha ended without results (exit ${mocha.status ?? mocha.signal})`)

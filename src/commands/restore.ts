@@ -3,7 +3,9 @@ import {Flags, ux} from '@oclif/core'
 import {CriuCommand} from '../lib/base-command.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
 import {emptyNs, joinNs} from '../lib/flags.js'
-import {dryRunRestore, MANAGE_CGROUPS_MODES, runRestore} from '../lib/restore.js'
+import {
+  dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
+} from '../lib/restore.js'
 
 export default class Restore extends CriuCommand {
   static override description = [
@@ -13,16 +15,13 @@ export default class Restore extends CriuCommand {
     'Without --work-dir, CRIU\'s log, pidfile and stats go to a new temporary folder, so the checkpoint folder is never written to.',
     'Exit codes: 0 restored and verified; 1 the restore failed (CRIU error, timeout, verification) or this machine cannot do it (not root, no CRIU); 2 the request was refused before anything started (bad -J value, conflicting options, a target or folder that is not what the flag needs); 130 interrupted.',
   ].join('\n\n')
-
   static override enableJsonFlag = true
-
   static override examples = [
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 -J uts:1234 -J ipc:1234', description: 'Restore into the network, UTS and IPC namespaces of process 1234.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:/run/netns/blue', description: 'Restore into a named network namespace (ip netns add blue).'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J user:1234:1000:1000 --allow-user-ns', description: 'Join the user namespace of process 1234 and switch to uid/gid 1000 inside it.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 --dry-run', description: 'Check the targets and print the CRIU command line without running it.'},
   ]
-
   static override flags = {
     'allow-user-ns': Flags.boolean({
       description: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s UID/GID mappings. Without this flag a user join goes ahead with a warning.',
@@ -84,7 +83,6 @@ export default class Restore extends CriuCommand {
       summary: 'Folder for CRIU\'s log, pidfile and stats (default: a new temporary folder).',
     }),
   }
-
   static override summary = 'Restore a CRIU checkpoint into existing namespaces.'
 
   public async run() {
@@ -132,10 +130,20 @@ export default class Restore extends CriuCommand {
         if (state === 'start') ux.action.start(text)
         else ux.action.stop(text)
       },
+      restored: (pid, namespaces) => this.report(pid, namespaces),
     })
-    this.log(`Restored PID ${result.pid} (CRIU ${result.criuVersion}, ${result.durationMs} ms)`)
-    for (const ns of result.namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): verified`)
-    this.log(`  log: ${result.logFile}`)
+    if (request.detached) {
+      this.report(result.pid, result.namespaces)
+      this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms; log: ${result.logFile}`)
+    } else {
+      this.log(`The restored tree (PID ${result.pid}) exited with status 0 after ${result.durationMs} ms; log: ${result.logFile}`)
+    }
+
     return result
+  }
+
+  private report(pid: number, namespaces: JoinedNamespace[]): void {
+    this.log(`Restored PID ${pid}`)
+    for (const ns of namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): verified`)
   }
 }

@@ -12,7 +12,7 @@ const hook: Hook.Prerun = async function ({argv, Command}) {
   if ((Command as {criuJoinChecks?: boolean}).criuJoinChecks !== true) return
   let flags: Record<string, unknown>
   try {
-    ;({flags} = await Parser.parse(argv, {
+    ({flags} = await Parser.parse(argv, {
       args: Command.args,
       flags: {...Command.baseFlags, ...Command.flags, ...(Command.enableJsonFlag ? {json: Flags.boolean()} : {})},
       strict: Command.strict,
@@ -29,8 +29,8 @@ const hook: Hook.Prerun = async function ({argv, Command}) {
     joinNs: flags['join-ns'] as never,
   })
   for (const p of problems) if (p.severity === 'warning') this.warn(p.message)
-  const errors = problems.filter((p) => p.severity === 'error')
-  if (errors.length > 0) this.error(errors.map((p) => p.message).join('\n'), {exit: EXIT_REFUSED})
+  const errors = problems.filter(p => p.severity === 'error')
+  if (errors.length > 0) this.error(errors.map(p => p.message).join('\n'), {exit: EXIT_REFUSED})
 }
 
 export default hook

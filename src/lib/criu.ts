@@ -2,7 +2,9 @@
  * Finding CRIU, knowing its version, and the environment it needs on this machine.
  */
 import {execFile} from 'node:child_process'
-import {accessSync, constants, readFileSync, writeFileSync} from 'node:fs'
+import {
+  accessSync, constants, readFileSync, writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {delimiter, join} from 'node:path'
 
@@ -26,7 +28,9 @@ export interface CriuVersion {
 export function parseCriuVersion(output: string): CriuVersion | undefined {
   const m = /^Version:\s*(\d+)\.(\d+)(?:\.(\d+))?/m.exec(output)
   if (!m) return undefined
-  return {major: Number(m[1]), minor: Number(m[2]), sublevel: Number(m[3] ?? 0), text: `${m[1]}.${m[2]}${m[3] ? `.${m[3]}` : ''}`}
+  return {
+    major: Number(m[1]), minor: Number(m[2]), sublevel: Number(m[3] ?? 0), text: `${m[1]}.${m[2]}${m[3] ? `.${m[3]}` : ''}`,
+  }
 }
 
 export function versionAtLeast(v: {major: number; minor: number; sublevel: number}, min: {major: number; minor: number; sublevel: number}): boolean {
@@ -133,10 +137,10 @@ export function criuEnvironment(version: CriuVersion, breakpointsWork: () => boo
 /** CRIU's error lines from its log, without the harmless ones it prints on every run here. */
 export function criuErrorLines(log: string, max = 5): string[] {
   return log
-    .split('\n')
-    .filter((line) => /\bError \(/.test(line) && !/rlimit: Can't setup RLIMIT_NOFILE/.test(line))
-    .slice(0, max)
-    .map((line) => line.replace(/^\(\s*[\d.]+\)\s*/, '').trim())
+  .split('\n')
+  .filter(line => /\bError \(/.test(line) && !/rlimit: Can't setup RLIMIT_NOFILE/.test(line))
+  .slice(0, max)
+  .map(line => line.replace(/^\(\s*[\d.]+\)\s*/, '').trim())
 }
 
 /** A one-line hint for the failures met while testing, keyed by what CRIU's log says. */

@@ -9,6 +9,7 @@ export const EXIT_INTERRUPTED = 130
 
 export class CriuPluginError extends Error {
   override name = 'CriuPluginError'
+
   constructor(
     message: string,
     readonly exitCode: number,
@@ -22,6 +23,7 @@ export class CriuPluginError extends Error {
 /** The request was refused: bad flags, conflicting options, targets that are not what they should be. */
 export class RefusedError extends CriuPluginError {
   override name = 'RefusedError'
+
   constructor(message: string, hint?: string) {
     super(message, EXIT_REFUSED, hint)
   }
@@ -30,6 +32,7 @@ export class RefusedError extends CriuPluginError {
 /** The work was tried and failed, or this machine cannot do it. */
 export class FailedError extends CriuPluginError {
   override name = 'FailedError'
+
   constructor(
     message: string,
     hint?: string,
@@ -42,6 +45,7 @@ export class FailedError extends CriuPluginError {
 
 export class InterruptedError extends CriuPluginError {
   override name = 'InterruptedError'
+
   constructor(message: string) {
     super(message, EXIT_INTERRUPTED)
   }

@@ -1,7 +1,9 @@
 /**
  * What can be told about a checkpoint folder before CRIU reads it.
  */
-import {closeSync, openSync, readSync, statSync} from 'node:fs'
+import {
+  closeSync, openSync, readSync, statSync,
+} from 'node:fs'
 import {join} from 'node:path'
 
 import {RefusedError} from './errors.js'

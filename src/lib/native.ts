@@ -92,17 +92,22 @@ const finalizer = new FinalizationRegistry<number>(fd => {
  */
 export class PinnedNamespace {
   private open = true
+  readonly dev: number
+  readonly fd: number
+  readonly ino: number
+  readonly ownerUid?: number
 
   constructor(
     readonly ns: NamespaceDesc,
-    readonly fd: number,
-    readonly dev: number,
-    readonly ino: number,
+    opened: NsDescription & {fd: number},
     /** What the user named: `pid 123` or the path. */
     readonly source: string,
-    readonly ownerUid?: number,
   ) {
-    finalizer.register(this, fd, this)
+    this.fd = opened.fd
+    this.dev = opened.dev
+    this.ino = opened.ino
+    this.ownerUid = opened.ownerUid
+    finalizer.register(this, this.fd, this)
   }
 
   get isOpen(): boolean {
@@ -173,7 +178,7 @@ export function pinPid(ns: NamespaceDesc, pid: number): PinnedNamespace {
     throw new PinError(explainOpen(error, `the ${ns.name} namespace of process ${pid} (/proc/${pid}/ns/${ns.procEntry})`))
   }
 
-  return new PinnedNamespace(ns, d.fd, d.dev, d.ino, `pid ${pid}`, d.ownerUid)
+  return new PinnedNamespace(ns, d, `pid ${pid}`)
 }
 
 /** Open a namespace file and check it is a namespace of type `ns`. */
@@ -193,7 +198,7 @@ export function pinPath(ns: NamespaceDesc, path: string): PinnedNamespace {
     throw new PinError(`${path} is a ${typeName(d.nstype)} namespace, not a ${ns.name} namespace`)
   }
 
-  return new PinnedNamespace(ns, d.fd, d.dev, d.ino, path, d.ownerUid)
+  return new PinnedNamespace(ns, d, path)
 }
 
 /** Inspect a namespace file without keeping it open. */

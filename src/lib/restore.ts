@@ -4,17 +4,23 @@
  *   runRestore()   effects: check, pin, run CRIU, verify, clean up.
  */
 import {ChildProcess, spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, statSync} from 'node:fs'
+import {
+  existsSync, mkdtempSync, readFileSync, statSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {findProblems} from './checks.js'
-import {criuEnvironment, criuErrorLines, CriuVersion, criuVersion, findCriu, hintFor, hwBreakpointsWork} from './criu.js'
+import {
+  criuEnvironment, criuErrorLines, CriuVersion, criuVersion, findCriu, hintFor, hwBreakpointsWork,
+} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {formatJoinNs, JoinNsSpec} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
-import {PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints} from './native.js'
+import {
+  PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints,
+} from './native.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -85,13 +91,17 @@ export function planRestore(
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
   for (const join of facts.joins) argv.push('--join-ns', criuJoinArg(join.spec, join.criuPath))
-  return {argv, criu: facts.criu, env: facts.env ?? {}, joins: facts.joins, logFile, pidfile, workDir}
+  return {
+    argv, criu: facts.criu, env: facts.env ?? {}, joins: facts.joins, logFile, pidfile, workDir,
+  }
 }
 
 /** Shell-quoted command line, for --dry-run and messages. */
+const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
+
 export function formatCommand(criu: string, argv: readonly string[], env: Record<string, string> = {}): string {
-  const q = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
-  return [...Object.entries(env).map(([k, v]) => `${k}=${q(v)}`), q(criu), ...argv.map((a) => q(a))].join(' ')
+  const q = shellQuote
+  return [...Object.entries(env).map(([k, v]) => `${k}=${q(v)}`), q(criu), ...argv.map(a => q(a))].join(' ')
 }
 
 export interface JoinedNamespace {
@@ -122,6 +132,8 @@ export interface RestoreIO {
   progress?: (state: 'start' | 'stop', text: string) => void
   /** Register a handler for SIGINT/SIGTERM for the time CRIU runs; returns the unregister function. */
   onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void
+  /** With --no-restore-detached: the tree is restored and verified, and is now being waited for. */
+  restored?: (pid: number, namespaces: JoinedNamespace[]) => void
 }
 
 /** Root, or CAP_SYS_ADMIN (setns) in the effective set. */
@@ -170,29 +182,22 @@ function killTree(pid: number | undefined): void {
 
 /** Check every joined namespace of the restored task against what was pinned. */
 export function verifyJoins(pid: number, pins: readonly PinnedNamespace[]): JoinedNamespace[] {
-  return pins.map((pin) => {
+  return pins.map(pin => {
     const st = statSync(`/proc/${pid}/ns/${pin.ns.procEntry}`)
     if (st.ino !== pin.ino || st.dev !== pin.dev) {
-      throw new FailedError(
-        `the restored task ${pid} is in ${pin.ns.name} namespace inode ${st.ino}, not the one joined from ${pin.source} (inode ${pin.ino})`,
-      )
+      throw new FailedError(`the restored task ${pid} is in ${pin.ns.name} namespace inode ${st.ino}, not the one joined from ${pin.source} (inode ${pin.ino})`)
     }
 
-    return {inode: pin.ino, joined: true, source: pin.source, type: pin.ns.name}
-  })
-}
-
-async function waitForExit(child: ChildProcess): Promise<{code: null | number; signal: NodeJS.Signals | null}> {
-  if (child.exitCode !== null || child.signalCode !== null) return {code: child.exitCode, signal: child.signalCode}
-  return new Promise((resolveExit) => {
-    child.once('exit', (code, signal) => resolveExit({code, signal}))
+    return {
+      inode: pin.ino, joined: true, source: pin.source, type: pin.ns.name,
+    }
   })
 }
 
 /** Everything before CRIU starts: the same for a real run and a dry run. */
 async function prepare(request: RestoreRequest) {
-  const problems = findProblems(request).filter((p) => p.severity === 'error')
-  if (problems.length > 0) throw new RefusedError(problems.map((p) => p.message).join('\n'))
+  const problems = findProblems(request).filter(p => p.severity === 'error')
+  if (problems.length > 0) throw new RefusedError(problems.map(p => p.message).join('\n'))
   checkImagesDir(request.imagesDir)
   if (request.workDir !== undefined && !existsSync(request.workDir)) {
     throw new RefusedError(`--work-dir ${JSON.stringify(request.workDir)}: no such folder`)
@@ -223,7 +228,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
     return {
       command: formatCommand(plan.criu, plan.argv, plan.env),
       criuVersion: version.text,
-      plan: {namespaces: pins.map((p) => ({source: p.source, type: p.ns.name})), pidfile: plan.pidfile, workDir},
+      plan: {namespaces: pins.map(p => ({source: p.source, type: p.ns.name})), pidfile: plan.pidfile, workDir},
     }
   } finally {
     for (const p of pins) p.close()
@@ -237,106 +242,148 @@ function diffEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return out
 }
 
+type Exit = {code: null | number; signal: NodeJS.Signals | null}
+
+/** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */
+class CriuRun {
+  readonly exited: Promise<Exit>
+  private reason: FailedError | InterruptedError | undefined
+  private stderrText = ''
+  private readonly child: ChildProcess
+
+  constructor(
+    private readonly plan: RestorePlan,
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe']})
+    this.child.stderr!.on('data', (chunk: Buffer) => {
+      this.stderrText += chunk.toString()
+    })
+    this.exited = new Promise((resolveExit, rejectExit) => {
+      this.child.once('error', error => rejectExit(new FailedError(`cannot start CRIU (${plan.criu}): ${error.message}`)))
+      this.child.once('exit', (code, signal) => resolveExit({code, signal}))
+    })
+  }
+
+  get stderr(): string {
+    return this.stderrText
+  }
+
+  /** Why it was stopped, if it was. */
+  get stopped(): FailedError | InterruptedError | undefined {
+    return this.reason
+  }
+
+  stop(reason: FailedError | InterruptedError): void {
+    this.reason ??= reason
+    this.child.kill('SIGKILL') // CRIU ignores SIGTERM while it waits for a task to trap
+    killTree(readPid(this.plan.pidfile))
+  }
+}
+
+/** The error for a CRIU that ended badly: its first error lines, its log, a hint. */
+function criuFailure(plan: RestorePlan, exit: Exit, stderr: string): FailedError {
+  let log = ''
+  try {
+    log = readFileSync(plan.logFile, 'utf8')
+  } catch {
+    // no log: CRIU failed before it could write one
+  }
+
+  const lines = criuErrorLines(log)
+  const shown = lines.length > 0 ? lines : stderr.trim().split('\n').filter(Boolean).slice(0, 5)
+  const detail = shown.map(l => `\n  ${l}`).join('')
+  return new FailedError(`CRIU restore failed (${exit.signal ?? `exit code ${exit.code}`})${detail}\nLog: ${plan.logFile}`, hintFor(log + stderr), plan.logFile)
+}
+
+const sleep = (ms: number) =>
+  new Promise(r => {
+    setTimeout(r, ms)
+  })
+
+/**
+ * With --no-restore-detached CRIU stays the tree's parent until the tree exits. The PID is
+ * read from the pidfile as soon as CRIU writes it, verified, and then the tree is waited for.
+ */
+async function attachedRestore(
+  run: CriuRun,
+  plan: RestorePlan,
+  pins: PinnedNamespace[],
+  io: RestoreIO,
+): Promise<{exit: Exit; namespaces?: JoinedNamespace[]; pid?: number}> {
+  const state: {exit?: Exit} = {}
+  run.exited.then(
+    e => {
+      state.exit = e
+    },
+    () => {},
+  )
+  let pid: number | undefined
+  while (state.exit === undefined && (pid = readPid(plan.pidfile)) === undefined) await sleep(20)
+  if (pid === undefined || run.stopped) return {exit: await run.exited}
+  const namespaces = verifyJoins(pid, pins)
+  io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
+  io.restored?.(pid, namespaces)
+  for (const p of pins) p.close()
+  return {exit: await run.exited, namespaces, pid}
+}
+
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
   const {criu, version} = await prepare(request)
   const pins = pinAll(request.joinNs)
-  let child: ChildProcess | undefined
   let unregister: (() => void) | undefined
   let timer: NodeJS.Timeout | undefined
-  let restoredPid: number | undefined
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
-    const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     const plan = planRestore(request, {
       criu,
       joins: pins.map((pin, i) => ({criuPath: pin.procPath, ino: pin.ino, spec: request.joinNs[i]})),
       workDir,
     })
-
-    let stopReason: InterruptedError | FailedError | undefined
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
-    child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe']})
-    let stderr = ''
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    const spawnError = new Promise<Error>((resolveError) => {
-      child!.once('error', resolveError)
-    })
-    const stop = (reason: InterruptedError | FailedError) => {
-      stopReason ??= reason
-      child?.kill('SIGKILL') // CRIU ignores SIGTERM while it waits for a task to trap
-      killTree(readPid(plan.pidfile))
-    }
-
-    unregister = io.onSignal?.((signal) => stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and nothing restored is left running`)))
+    const run = new CriuRun(plan, criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints)))
+    unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and nothing restored is left running`)))
     if (request.timeout !== undefined) {
-      timer = setTimeout(() => stop(new FailedError(`CRIU did not finish within ${request.timeout} s; it was stopped and nothing restored is left running`)), request.timeout * 1000)
+      const seconds = request.timeout
+      timer = setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${seconds} s; it was stopped and nothing restored is left running`)), seconds * 1000)
     }
 
-    let exit: {code: null | number; signal: NodeJS.Signals | null}
-    if (request.detached) {
-      const result = await Promise.race([waitForExit(child), spawnError])
-      if (result instanceof Error) throw new FailedError(`cannot start CRIU (${plan.criu}): ${result.message}`)
-      exit = result
-      restoredPid = readPid(plan.pidfile)
-    } else {
-      // CRIU stays the parent and waits for the tree; the PID appears in the pidfile once restored.
-      const exited = waitForExit(child)
-      let done = false
-      exited.then(() => {
-        done = true
-      })
-      while (!done && (restoredPid = readPid(plan.pidfile)) === undefined) {
-        await new Promise((r) => {
-          setTimeout(r, 20)
-        })
+    const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => ({
+      criuVersion: version.text,
+      durationMs: Date.now() - started,
+      logFile: plan.logFile,
+      namespaces,
+      pid,
+      workDir,
+    })
+
+    if (!request.detached) {
+      const attached = await attachedRestore(run, plan, pins, io)
+      if (run.stopped) throw run.stopped
+      if (attached.pid === undefined) throw criuFailure(plan, attached.exit, run.stderr)
+      if (attached.exit.code !== 0) {
+        throw new FailedError(`the restored tree (PID ${attached.pid}) ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
       }
 
-      if (restoredPid !== undefined && !stopReason) {
-        const namespaces = verifyJoins(restoredPid, pins)
-        io.progress?.('stop', `restored as PID ${restoredPid}; waiting for it to exit`)
-        for (const p of pins) p.close()
-        const result = {criuVersion: version.text, durationMs: Date.now() - started, logFile: plan.logFile, namespaces, pid: restoredPid, workDir}
-        exit = await exited
-        if (stopReason) throw stopReason
-        if (exit.code !== 0) throw new FailedError(`the restored tree ended with ${exit.signal ?? `exit code ${exit.code}`}`, undefined, plan.logFile)
-        return result
-      }
-
-      exit = await exited
+      return result(attached.namespaces!, attached.pid)
     }
 
+    const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
-    if (stopReason) throw stopReason
-    if (exit.code !== 0 || restoredPid === undefined) {
-      killTree(restoredPid)
-      let log = ''
-      try {
-        log = readFileSync(plan.logFile, 'utf8')
-      } catch {
-        // no log: CRIU failed before it could write one
-      }
-
-      const lines = criuErrorLines(log)
-      const detail = lines.length > 0 ? `\n${lines.map((l) => `  ${l}`).join('\n')}` : stderr.trim() ? `\n  ${stderr.trim().split('\n').slice(0, 5).join('\n  ')}` : ''
-      throw new FailedError(
-        `CRIU restore failed (${exit.signal ?? `exit code ${exit.code}`})${detail}\nLog: ${plan.logFile}`,
-        hintFor(log + stderr),
-        plan.logFile,
-      )
+    const pid = readPid(plan.pidfile)
+    if (run.stopped) throw run.stopped
+    if (exit.code !== 0 || pid === undefined) {
+      killTree(pid)
+      throw criuFailure(plan, exit, run.stderr)
     }
 
-    let namespaces
     try {
-      namespaces = verifyJoins(restoredPid, pins)
+      return result(verifyJoins(pid, pins), pid)
     } catch (error) {
-      killTree(restoredPid)
+      killTree(pid)
       throw error
     }
-
-    return {criuVersion: version.text, durationMs: Date.now() - started, logFile: plan.logFile, namespaces, pid: restoredPid, workDir}
   } finally {
     if (timer) clearTimeout(timer)
     unregister?.()

@@ -4,12 +4,14 @@ import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {checkpoint, folderDigest, mycli} from '../support/checkpoint.js'
-import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track} from '../support/system.js'
+import {
+  addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track,
+} from '../support/system.js'
 
 const ALL = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']
 
 /** stderr as one line: oclif wraps warnings and errors and prefixes them with ›. */
-export function flat(text: string): string {
+function flat(text: string): string {
   return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
 }
 
@@ -38,7 +40,9 @@ function expectNamespaces(pid: number, joined: Record<string, number>): void {
 
 describe('restore (real CRIU, real namespaces)', function () {
   this.timeout(120_000)
+
   before(requireRoot)
+
   afterEach(cleanup)
 
   it('joins a net namespace by PID; the restored task is the checkpointed one', async () => {
@@ -79,8 +83,8 @@ describe('restore (real CRIU, real namespaces)', function () {
     const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${path}`])
     expect(r.code, r.stderr).to.equal(0)
     const pid = restoredPid(r.stdout)
-    expect(nsInode(pid, "net")).to.equal(Number(spawnSync("stat", ["-L", "-c", "%i", path], {encoding: "utf8"}).stdout.trim()))
-    expect(nsInode(pid, "net")).not.to.equal(nsInode("self", "net"))
+    expect(nsInode(pid, 'net')).to.equal(Number(spawnSync('stat', ['-L', '-c', '%i', path], {encoding: 'utf8'}).stdout.trim()))
+    expect(nsInode(pid, 'net')).not.to.equal(nsInode('self', 'net'))
   })
 
   it('joins a user namespace as uid/gid 1000 (-J user:PID:1000:1000)', async () => {
@@ -108,10 +112,12 @@ describe('restore (real CRIU, real namespaces)', function () {
   it('joins net, uts, ipc and time of one holder at once', async () => {
     const ckpt = await checkpoint()
     const holder = await startHolder(['net', 'uts', 'ipc', 'time'])
-    const r = mycli(['restore', '-D', ckpt.dir, ...['net', 'uts', 'ipc', 'time'].flatMap((t) => ['-J', `${t}:${holder.pid}`])])
+    const r = mycli(['restore', '-D', ckpt.dir, ...['net', 'uts', 'ipc', 'time'].flatMap(t => ['-J', `${t}:${holder.pid}`])])
     expect(r.code, r.stderr).to.equal(0)
     const pid = restoredPid(r.stdout)
-    expectNamespaces(pid, {ipc: holder.pid, net: holder.pid, time: holder.pid, uts: holder.pid})
+    expectNamespaces(pid, {
+      ipc: holder.pid, net: holder.pid, time: holder.pid, uts: holder.pid,
+    })
   })
 
   it('a TCP echo server restored into a net namespace answers from inside it', async () => {
@@ -156,8 +162,12 @@ describe('restore (real CRIU, real namespaces)', function () {
     expect(existsSync(out.logFile)).to.equal(true)
     expect(out.criuVersion).to.match(/^\d+\.\d+/)
     expect(out.namespaces).to.deep.equal([
-      {inode: nsInode(holder.pid, 'net'), joined: true, source: `pid ${holder.pid}`, type: 'net'},
-      {inode: nsInode(holder.pid, 'uts'), joined: true, source: `pid ${holder.pid}`, type: 'uts'},
+      {
+        inode: nsInode(holder.pid, 'net'), joined: true, source: `pid ${holder.pid}`, type: 'net',
+      },
+      {
+        inode: nsInode(holder.pid, 'uts'), joined: true, source: `pid ${holder.pid}`, type: 'uts',
+      },
     ])
   })
 

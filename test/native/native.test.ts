@@ -1,6 +1,8 @@
 import {expect} from 'chai'
 import {execFileSync, spawnSync} from 'node:child_process'
-import {closeSync, openSync, readFileSync, writeFileSync} from 'node:fs'
+import {
+  closeSync, openSync, readFileSync, writeFileSync,
+} from 'node:fs'
 import {join} from 'node:path'
 
 import {namespaceByName, NAMESPACES} from '../../src/lib/namespaces.js'
@@ -14,12 +16,16 @@ import {
   SpawnJoinedError,
   waitPid,
 } from '../../src/lib/native.js'
-import {addNetns, cleanup, criuPath, fdCount, Holder, nsInode, requireRoot, startHolder, tempDir, track} from '../support/system.js'
+import {
+  addNetns, cleanup, criuPath, fdCount, Holder, nsInode, requireRoot, startHolder, tempDir, track,
+} from '../support/system.js'
 
 const ns = (name: string) => namespaceByName(name)!
 
 /** unshare's flag for each of our type names. */
-const UNSHARE: Record<string, string> = {cgroup: 'cgroup', ipc: 'ipc', mnt: 'mount', net: 'net', time: 'time', user: 'user', uts: 'uts'}
+const UNSHARE: Record<string, string> = {
+  cgroup: 'cgroup', ipc: 'ipc', mnt: 'mount', net: 'net', time: 'time', user: 'user', uts: 'uts',
+}
 
 /** Run `file args` joined to `pins` and return its stdout. */
 async function runJoined(file: string, args: string[], options: Omit<Parameters<typeof spawnJoined>[2], 'stdio'>): Promise<string> {
@@ -41,6 +47,7 @@ async function runJoined(file: string, args: string[], options: Omit<Parameters<
 
 describe('native module', () => {
   before(requireRoot)
+
   afterEach(cleanup)
 
   describe('inspect and pin against real namespaces', () => {
@@ -109,7 +116,7 @@ describe('native module', () => {
       const own = pinPath(ns('user'), '/proc/self/ns/user')
       try {
         expect(() => spawnJoined('/bin/true', [], {namespaces: [own]}))
-          .to.throw(SpawnJoinedError, `cannot join the user namespace of /proc/self/ns/user: Invalid argument (setns)`)
+        .to.throw(SpawnJoinedError, 'cannot join the user namespace of /proc/self/ns/user: Invalid argument (setns)')
       } finally {
         own.close()
       }
@@ -144,10 +151,10 @@ describe('native module', () => {
 
     it('joins a user namespace as uid/gid 1000 together with net, uts and ipc', async () => {
       const holder: Holder = await startHolder(['user', 'net', 'uts', 'ipc'])
-      const pins = ['user', 'net', 'uts', 'ipc'].map((t) => pinPid(ns(t), holder.pid))
+      const pins = ['user', 'net', 'uts', 'ipc'].map(t => pinPid(ns(t), holder.pid))
       try {
         const out = await runJoined('sh', ['-c', 'id -u; id -g; for t in user net uts ipc; do readlink /proc/self/ns/$t; done'], {gid: 1000, namespaces: pins, uid: 1000})
-        const expected = ['1000', '1000', ...['user', 'net', 'uts', 'ipc'].map((t) => `${t}:[${nsInode(holder.pid, t)}]`)]
+        const expected = ['1000', '1000', ...['user', 'net', 'uts', 'ipc'].map(t => `${t}:[${nsInode(holder.pid, t)}]`)]
         expect(out.split('\n')).to.deep.equal(expected)
       } finally {
         for (const p of pins) p.close()
@@ -157,10 +164,10 @@ describe('native module', () => {
     it('joins all six joinable types of one holder at once', async () => {
       const holder = await startHolder(['net', 'uts', 'ipc', 'mount', 'time', 'cgroup'])
       const types = ['net', 'uts', 'ipc', 'mnt', 'time', 'cgroup']
-      const pins = types.map((t) => pinPid(ns(t), holder.pid))
+      const pins = types.map(t => pinPid(ns(t), holder.pid))
       try {
         const out = await runJoined('sh', ['-c', `for t in ${types.join(' ')}; do readlink /proc/self/ns/$t; done`], {namespaces: pins})
-        expect(out.split('\n')).to.deep.equal(types.map((t) => `${t}:[${nsInode(holder.pid, t)}]`))
+        expect(out.split('\n')).to.deep.equal(types.map(t => `${t}:[${nsInode(holder.pid, t)}]`))
       } finally {
         for (const p of pins) p.close()
       }
@@ -172,16 +179,16 @@ describe('native module', () => {
     })
 
     it('never moves the Node process itself', async () => {
-      const before = NAMESPACES.map((d) => nsInode('self', d.procEntry))
+      const before = NAMESPACES.map(d => nsInode('self', d.procEntry))
       const holder = await startHolder(['net', 'mount', 'uts'])
-      const pins = ['net', 'mnt', 'uts'].map((t) => pinPid(ns(t), holder.pid))
+      const pins = ['net', 'mnt', 'uts'].map(t => pinPid(ns(t), holder.pid))
       try {
         await runJoined('true', [], {namespaces: pins})
       } finally {
         for (const p of pins) p.close()
       }
 
-      expect(NAMESPACES.map((d) => nsInode('self', d.procEntry))).to.deep.equal(before)
+      expect(NAMESPACES.map(d => nsInode('self', d.procEntry))).to.deep.equal(before)
       expect(process.cwd()).to.equal(execFileSync('pwd', {encoding: 'utf8'}).trim())
     })
   })

@@ -8,7 +8,9 @@ import {createHash} from 'node:crypto'
 import {readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {BIN, criuPath, tempDir, track, waitFor} from './system.js'
+import {
+  BIN, criuPath, tempDir, track, waitFor,
+} from './system.js'
 
 export type Workload = 'echo-server' | 'sleeper'
 
@@ -43,7 +45,7 @@ export async function checkpoint(workload: Workload = 'sleeper'): Promise<Checkp
   const args = workload === 'echo-server' ? ['python3', '-c', ECHO_SERVER, String(port), ready] : ['sleep', '100000']
   const child = spawn('setsid', args, {stdio: 'ignore'})
   const pid = track(child.pid!)
-  const exited = new Promise((resolve) => {
+  const exited = new Promise(resolve => {
     child.once('exit', resolve)
   })
   await waitFor('the workload to start', () => {
@@ -56,7 +58,7 @@ export async function checkpoint(workload: Workload = 'sleeper'): Promise<Checkp
   })
   const dump = spawnSync(criuPath(), ['dump', '-t', String(pid), '-D', dir, '-o', 'dump.log', '-v4'], {encoding: 'utf8'})
   if (dump.status !== 0) {
-    throw new Error(`criu dump failed (${dump.status}): ${dump.stderr}\n${readFileSync(join(dir, 'dump.log'), 'utf8').split('\n').filter((l) => l.includes('Error')).join('\n')}`)
+    throw new Error(`criu dump failed (${dump.status}): ${dump.stderr}\n${readFileSync(join(dir, 'dump.log'), 'utf8').split('\n').filter(l => l.includes('Error')).join('\n')}`)
   }
 
   await exited // reaped: the PID is free for the restore

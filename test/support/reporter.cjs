@@ -1,6 +1,6 @@
+const Mocha = require('mocha')
 // Mocha's spec reporter, plus the counts written to $MOCHA_RESULTS for scripts/test.mjs.
 const {writeFileSync} = require('node:fs')
-const Mocha = require('mocha')
 
 class CountingSpec extends Mocha.reporters.Spec {
   constructor(runner, options) {

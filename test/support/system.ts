@@ -2,8 +2,12 @@
  * Real processes and real namespaces for the tests. Everything started here is tracked and
  * ended by PID (never by name) in cleanup(), which the suites call from afterEach.
  */
-import {ChildProcess, execFileSync, spawn, spawnSync} from 'node:child_process'
-import {existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {
+  ChildProcess, execFileSync, spawn, spawnSync,
+} from 'node:child_process'
+import {
+  existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -57,7 +61,7 @@ export async function waitFor(what: string, check: () => boolean, ms = 5000): Pr
   const deadline = Date.now() + ms
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => {
+    await new Promise(r => {
       setTimeout(r, 10)
     })
   }
@@ -82,7 +86,7 @@ export interface Holder {
  * user, the test writes an identity uid_map/gid_map for 0..65535 from the outside.
  */
 export async function startHolder(types: readonly string[], hostname = 'holder'): Promise<Holder> {
-  const args = types.map((t) => `--${t}`)
+  const args = types.map(t => `--${t}`)
   const needsFork = types.includes('time') || types.includes('pid')
   if (needsFork) args.push('--fork')
   const script = types.includes('uts') ? `hostname ${hostname}; exec sleep 100000` : 'exec sleep 100000'

@@ -14,8 +14,8 @@ import {
 
 describe('namespace table', () => {
   it('has the eight Linux types with distinct single-bit CLONE_NEW* flags', () => {
-    expect(NAMESPACES.map((d) => d.name)).to.deep.equal(['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts'])
-    const flags = NAMESPACES.map((d) => d.flag)
+    expect(NAMESPACES.map(d => d.name)).to.deep.equal(['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts'])
+    const flags = NAMESPACES.map(d => d.flag)
     expect(new Set(flags).size).to.equal(8)
     for (const f of flags) expect(f & (f - 1), `0x${f.toString(16)} is one bit`).to.equal(0)
   })
@@ -26,8 +26,8 @@ describe('namespace table', () => {
   })
 
   it('explains every type it refuses to join', () => {
-    for (const d of NAMESPACES.filter((x) => !x.joinable)) expect(d.note, d.name).to.be.a('string').and.not.empty
-    expect(JOINABLE.map((d) => d.name)).to.deep.equal(['ipc', 'mnt', 'net', 'time', 'user', 'uts'])
+    for (const d of NAMESPACES.filter(x => !x.joinable)) expect(d.note, d.name).to.be.a('string').and.not.empty
+    expect(JOINABLE.map(d => d.name)).to.deep.equal(['ipc', 'mnt', 'net', 'time', 'user', 'uts'])
   })
 
   it('maps names and flags both ways', () => {
@@ -38,7 +38,7 @@ describe('namespace table', () => {
 
     expect(namespaceByName('NET')).to.equal(undefined)
     expect(namespaceByFlag(0)).to.equal(undefined)
-    expect(namespaceByFlag(0x4000_0000 | 0x0400_0000)).to.equal(undefined)
+    expect(namespaceByFlag(0x40_00_00_00 | 0x04_00_00_00)).to.equal(undefined)
   })
 
   it('turns flag sets into descriptor lists and back', () => {
@@ -52,8 +52,8 @@ describe('namespace table', () => {
 
   describe('parseNamespaceList', () => {
     it('parses, orders and de-duplicates', () => {
-      expect(parseNamespaceList('uts,net,ipc,net').map((d) => d.name)).to.deep.equal(['ipc', 'net', 'uts'])
-      expect(parseNamespaceList(' net ').map((d) => d.name)).to.deep.equal(['net'])
+      expect(parseNamespaceList('uts,net,ipc,net').map(d => d.name)).to.deep.equal(['ipc', 'net', 'uts'])
+      expect(parseNamespaceList(' net ').map(d => d.name)).to.deep.equal(['net'])
     })
 
     const bad: [string, string][] = [
@@ -68,7 +68,7 @@ describe('namespace table', () => {
     }
 
     it('refuses types outside the allowed list, naming the allowed ones', () => {
-      const net = NAMESPACES.filter((d) => d.name === 'net')
+      const net = NAMESPACES.filter(d => d.name === 'net')
       expect(() => parseNamespaceList('uts', net)).to.throw('namespace "uts" is not supported here (expected one of: net)')
     })
   })
