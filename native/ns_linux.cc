@@ -81,6 +81,7 @@ Napi::Object Describe(Napi::Env env, int fd, const std::string& label) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("dev", Napi::Number::New(env, static_cast<double>(st.st_dev)));
   out.Set("ino", Napi::Number::New(env, static_cast<double>(st.st_ino)));
+  out.Set("mode", Napi::Number::New(env, st.st_mode));
   int type = ioctl(fd, NS_GET_NSTYPE);
   if (type < 0) {
     if (errno != ENOTTY && errno != EINVAL) throw SysError(env, "ioctl(NS_GET_NSTYPE)", errno, label);

@@ -79,7 +79,6 @@ export default class Restore extends CriuCommand {
     }),
     'work-dir': Flags.directory({
       char: 'W',
-      exists: true,
       summary: 'Folder for CRIU\'s log, pidfile and stats (default: a new temporary folder).',
     }),
   }

@@ -7,6 +7,7 @@ import {
 import {join} from 'node:path'
 
 import {RefusedError} from './errors.js'
+import {quote} from './join-ns.js'
 
 /**
  * criu/include/magic.h. Images start with IMG_COMMON_MAGIC and then their own magic, except
@@ -29,28 +30,28 @@ export function checkImagesDir(dir: string, flag = '--images-dir'): void {
   try {
     st = statSync(dir)
   } catch {
-    throw new RefusedError(`${flag} ${JSON.stringify(dir)}: no such folder`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
+    throw new RefusedError(`${flag} ${quote(dir)}: no such folder`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
   }
 
-  if (!st.isDirectory()) throw new RefusedError(`${flag} ${JSON.stringify(dir)}: not a folder`)
+  if (!st.isDirectory()) throw new RefusedError(`${flag} ${quote(dir)}: not a folder`)
   const inventory = join(dir, 'inventory.img')
   let fd: number
   try {
     fd = openSync(inventory, 'r')
   } catch {
-    throw new RefusedError(`${flag} ${JSON.stringify(dir)}: not a CRIU checkpoint (it has no inventory.img)`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
+    throw new RefusedError(`${flag} ${quote(dir)}: not a CRIU checkpoint (it has no inventory.img)`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
   }
 
   const head = new Uint8Array(8)
   try {
     readSync(fd, head, 0, 8, 0)
   } catch {
-    throw new RefusedError(`${flag} ${JSON.stringify(dir)}: inventory.img cannot be read`)
+    throw new RefusedError(`${flag} ${quote(dir)}: inventory.img cannot be read`)
   } finally {
     closeSync(fd)
   }
 
   if (!isInventoryHeader(head)) {
-    throw new RefusedError(`${flag} ${JSON.stringify(dir)}: inventory.img is not a CRIU image (wrong magic number)`)
+    throw new RefusedError(`${flag} ${quote(dir)}: inventory.img is not a CRIU image (wrong magic number)`)
   }
 }

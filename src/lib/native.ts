@@ -10,6 +10,8 @@ import {NamespaceDesc, namespaceByFlag} from './namespaces.js'
 export interface NsDescription {
   readonly dev: number
   readonly ino: number
+  /** st_mode of the opened file. */
+  readonly mode: number
   /** CLONE_NEW* bit, or 0 when the file is not a namespace. */
   readonly nstype: number
   /** Owner UID of a user namespace (NS_GET_OWNER_UID). */
@@ -127,6 +129,14 @@ export class PinnedNamespace {
   }
 }
 
+const S_IFMT = 0o17_0000
+const S_IFDIR = 0o04_0000
+
+/** A path as messages show it: long ones cut, so that one bad argument gives one readable line. */
+function shown(path: string): string {
+  return path.length > 120 ? `${path.slice(0, 120)}... (${path.length} characters)` : path
+}
+
 export class PinError extends Error {
   override name = 'PinError'
 }
@@ -188,14 +198,16 @@ export function pinPath(ns: NamespaceDesc, path: string): PinnedNamespace {
     d = native().pinPath(path)
   } catch (error) {
     if (!isNativeError(error)) throw error
-    if (error.code === 'EISDIR') throw new PinError(`${path} is a directory, not a ${ns.name} namespace file`)
-    throw new PinError(explainOpen(error, path))
+    if (error.code === 'EISDIR') throw new PinError(`${shown(path)} is a directory, not a ${ns.name} namespace file`)
+    if (error.code === 'ENAMETOOLONG') throw new PinError(`the path is too long for the kernel (${path.length} characters)`)
+    throw new PinError(explainOpen(error, shown(path)))
   }
 
   if (d.nstype !== ns.flag) {
     native().closeFd(d.fd)
-    if (d.nstype === 0) throw new PinError(`${path} is not a namespace file (expected a ${ns.name} namespace such as /proc/PID/ns/${ns.procEntry})`)
-    throw new PinError(`${path} is a ${typeName(d.nstype)} namespace, not a ${ns.name} namespace`)
+    if ((d.mode & S_IFMT) === S_IFDIR) throw new PinError(`${shown(path)} is a directory, not a ${ns.name} namespace file`)
+    if (d.nstype === 0) throw new PinError(`${shown(path)} is not a namespace file (expected a ${ns.name} namespace such as /proc/PID/ns/${ns.procEntry})`)
+    throw new PinError(`${shown(path)} is a ${typeName(d.nstype)} namespace, not a ${ns.name} namespace`)
   }
 
   return new PinnedNamespace(ns, d, path)

@@ -4,9 +4,7 @@
  *   runRestore()   effects: check, pin, run CRIU, verify, clean up.
  */
 import {ChildProcess, spawn} from 'node:child_process'
-import {
-  existsSync, mkdtempSync, readFileSync, statSync,
-} from 'node:fs'
+import {mkdtempSync, readFileSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
@@ -16,7 +14,7 @@ import {
 } from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
-import {formatJoinNs, JoinNsSpec} from './join-ns.js'
+import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {
   PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints,
@@ -150,7 +148,7 @@ function pinAll(joins: readonly JoinNsSpec[]): PinnedNamespace[] {
       try {
         pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid) : pinPath(spec.ns, spec.target.path))
       } catch (error) {
-        if (error instanceof PinError) throw new RefusedError(`--join-ns ${JSON.stringify(formatJoinNs(spec))}: ${error.message}`)
+        if (error instanceof PinError) throw new RefusedError(`--join-ns ${quote(formatJoinNs(spec))}: ${error.message}`)
         throw error
       }
     }
@@ -194,13 +192,21 @@ export function verifyJoins(pid: number, pins: readonly PinnedNamespace[]): Join
   })
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
+}
+
 /** Everything before CRIU starts: the same for a real run and a dry run. */
 async function prepare(request: RestoreRequest) {
   const problems = findProblems(request).filter(p => p.severity === 'error')
   if (problems.length > 0) throw new RefusedError(problems.map(p => p.message).join('\n'))
   checkImagesDir(request.imagesDir)
-  if (request.workDir !== undefined && !existsSync(request.workDir)) {
-    throw new RefusedError(`--work-dir ${JSON.stringify(request.workDir)}: no such folder`)
+  if (request.workDir !== undefined && !isDirectory(request.workDir)) {
+    throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
   }
 
   if (request.timeout !== undefined && !(request.timeout > 0)) throw new RefusedError(`--timeout ${request.timeout}: give a number of seconds above 0`)
@@ -208,15 +214,21 @@ async function prepare(request: RestoreRequest) {
     throw new FailedError('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN', 'run it as root (sudo)')
   }
 
-  const criu = findCriu(request.criuPath)
-  const version: CriuVersion = await criuVersion(criu)
-  return {criu, version}
+  // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
+  const pins = pinAll(request.joinNs)
+  try {
+    const criu = findCriu(request.criuPath)
+    const version: CriuVersion = await criuVersion(criu)
+    return {criu, pins, version}
+  } catch (error) {
+    for (const p of pins) p.close()
+    throw error
+  }
 }
 
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
-  const {criu, version} = await prepare(request)
-  const pins = pinAll(request.joinNs)
+  const {criu, pins, version} = await prepare(request)
   try {
     const workDir = request.workDir ? resolve(request.workDir) : join(tmpdir(), 'mycli-restore-XXXXXX')
     const plan = planRestore(request, {
@@ -330,8 +342,7 @@ async function attachedRestore(
 
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
-  const {criu, version} = await prepare(request)
-  const pins = pinAll(request.joinNs)
+  const {criu, pins, version} = await prepare(request)
   let unregister: (() => void) | undefined
   let timer: NodeJS.Timeout | undefined
   try {
