@@ -24,6 +24,7 @@ export default [
       'unicorn/prefer-string-raw': 'off',
       'no-bitwise': 'off',
       'perfectionist/sort-switch-case': 'off',
+      '@stylistic/object-curly-newline': 'off',
       // Help texts and messages are long sentences; code lines stay short.
       '@stylistic/max-len': ['warn', {
         code: 160, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreComments: true,

@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -512,6 +513,14 @@ Napi::Value ProbeHwBreakpoints(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// setChildSubreaper(on): orphans of our descendants (a killed CRIU's half-restored tasks)
+// are reparented to this process instead of PID 1, so they can be found and ended.
+Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
+  int on = info[0].ToBoolean().Value() ? 1 : 0;
+  if (prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) != 0) throw SysError(info.Env(), "prctl(PR_SET_CHILD_SUBREAPER)", errno);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -524,6 +533,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnJoined", Napi::Function::New(env, SpawnJoined));
   exports.Set("waitPid", Napi::Function::New(env, WaitPid));
   exports.Set("probeHwBreakpoints", Napi::Function::New(env, ProbeHwBreakpoints));
+  exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   return exports;
 }
 

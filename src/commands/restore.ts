@@ -60,7 +60,7 @@ export default class Restore extends CriuCommand {
       allowNo: true,
       char: 'd',
       default: true,
-      description: 'On (the default), CRIU exits once the tree is restored and the tree goes on alone. With --no-restore-detached, CRIU stays its parent: this command prints the PID once the restore is verified, then waits until the tree exits and fails if it ends with a non-zero status.',
+      description: 'On (the default), CRIU exits once the tree is restored and the tree goes on alone. With --no-restore-detached, CRIU stays its parent: this command prints the PID once the restore is verified, then waits until the tree has ended. CRIU (4.2) exits 0 once the tree ends, whatever the tree\'s own exit status, so that status is not known here.',
       summary: 'Let the restored tree run on its own once restored.',
     }),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree was a shell job with a terminal (CRIU --shell-job).'}),
@@ -135,7 +135,7 @@ export default class Restore extends CriuCommand {
       this.report(result.pid, result.namespaces)
       this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms; log: ${result.logFile}`)
     } else {
-      this.log(`The restored tree (PID ${result.pid}) exited with status 0 after ${result.durationMs} ms; log: ${result.logFile}`)
+      this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status); log: ${result.logFile}`)
     }
 
     return result

@@ -1,12 +1,11 @@
 /**
  * What can be told about a checkpoint folder before CRIU reads it.
  */
-import {
-  closeSync, openSync, readSync, statSync,
-} from 'node:fs'
+import {closeSync, openSync, readFileSync, readSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {RefusedError} from './errors.js'
+import {InventoryEntry, MESSAGES, PstreeEntry} from './image-schema.js'
 import {quote} from './join-ns.js'
 
 /**
@@ -14,6 +13,7 @@ import {quote} from './join-ns.js'
  * inventory.img, which CRIU writes with its own magic first (seen with CRIU 4.2.1).
  */
 export const IMG_COMMON_MAGIC = 0x54_56_43_19
+export const IMG_SERVICE_MAGIC = 0x55_10_59_40
 export const INVENTORY_MAGIC = 0x58_31_31_16
 
 /** Whether the first bytes of a file are those of CRIU's inventory.img. */
@@ -54,4 +54,46 @@ export function checkImagesDir(dir: string, flag = '--images-dir'): void {
   if (!isInventoryHeader(head)) {
     throw new RefusedError(`${flag} ${quote(dir)}: inventory.img is not a CRIU image (wrong magic number)`)
   }
+}
+
+export class ImageError extends Error {
+  override name = 'ImageError'
+}
+
+/**
+ * Decode every entry of a CRIU image: magic number(s), then [u32 size][message] records.
+ * `message` is one of image-schema's MESSAGES.
+ */
+export function decodeImage<T>(bytes: Uint8Array, message: (typeof MESSAGES)[keyof typeof MESSAGES], file = 'image'): T[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (bytes.length < 4) throw new ImageError(`${file} is too short to be a CRIU image`)
+  const first = view.getUint32(0, true)
+  let offset = first === IMG_COMMON_MAGIC || first === IMG_SERVICE_MAGIC ? 8 : 4
+  const entries: T[] = []
+  while (offset < bytes.length) {
+    if (offset + 4 > bytes.length) throw new ImageError(`${file} ends inside a record header`)
+    const size = view.getUint32(offset, true)
+    offset += 4
+    if (offset + size > bytes.length) throw new ImageError(`${file} ends inside a record (${size} bytes announced)`)
+    entries.push(message.toObject(message.decode(bytes.subarray(offset, offset + size)), {defaults: false}) as T)
+    offset += size
+  }
+
+  return entries
+}
+
+export function readImage<T>(dir: string, name: string, message: (typeof MESSAGES)[keyof typeof MESSAGES]): T[] {
+  return decodeImage<T>(readFileSync(join(dir, name)), message, name)
+}
+
+/** Every PID and TID the checkpoint will recreate (pstree.img). */
+export function checkpointPids(dir: string): number[] {
+  const tree = readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree)
+  return [...new Set(tree.flatMap(e => [e.pid, ...(e.threads ?? [])]))]
+}
+
+export function readInventory(dir: string): InventoryEntry {
+  const [inventory] = readImage<InventoryEntry>(dir, 'inventory.img', MESSAGES.inventory)
+  if (!inventory) throw new ImageError('inventory.img has no entry')
+  return inventory
 }

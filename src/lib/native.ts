@@ -39,6 +39,7 @@ interface NativeModule {
   pinPath(path: string): NsDescription & {fd: number}
   pinPid(pid: number, procEntry: string): NsDescription & {fd: number}
   probeHwBreakpoints(boundMs: number): {detail: string; works: boolean | null}
+  setChildSubreaper(on: boolean): void
   spawnJoined(request: SpawnRequest): number
   supported: boolean
   waitPid(pid: number): Promise<{code: null | number; signal: null | number}>
@@ -330,4 +331,9 @@ export function waitPid(pid: number): Promise<{code: null | number; signal: null
 /** One run of the hardware breakpoint probe (x86-64: DR0/DR7 on a traced child). */
 export function probeHwBreakpoints(boundMs = 50): {detail: string; works: boolean | null} {
   return native().probeHwBreakpoints(boundMs)
+}
+
+/** Make orphaned descendants (a killed CRIU's tasks) children of this process instead of PID 1. */
+export function setChildSubreaper(on: boolean): void {
+  native().setChildSubreaper(on)
 }

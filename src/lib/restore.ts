@@ -13,12 +13,10 @@ import {
   criuEnvironment, criuErrorLines, CriuVersion, criuVersion, findCriu, hintFor, hwBreakpointsWork,
 } from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
-import {checkImagesDir} from './images.js'
+import {checkImagesDir, checkpointPids} from './images.js'
 import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
-import {
-  PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints,
-} from './native.js'
+import {PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -204,16 +202,16 @@ function isDirectory(path: string): boolean {
 async function prepare(request: RestoreRequest) {
   const problems = findProblems(request).filter(p => p.severity === 'error')
   if (problems.length > 0) throw new RefusedError(problems.map(p => p.message).join('\n'))
+  if (!request.dryRun && !hasAdminCapability()) {
+    throw new FailedError('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN', 'run it as root (sudo)')
+  }
+
   checkImagesDir(request.imagesDir)
   if (request.workDir !== undefined && !isDirectory(request.workDir)) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
   }
 
   if (request.timeout !== undefined && !(request.timeout > 0)) throw new RefusedError(`--timeout ${request.timeout}: give a number of seconds above 0`)
-  if (!request.dryRun && !hasAdminCapability()) {
-    throw new FailedError('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN', 'run it as root (sudo)')
-  }
-
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
   const pins = pinAll(request.joinNs)
   try {
@@ -263,10 +261,7 @@ class CriuRun {
   private stderrText = ''
   private readonly child: ChildProcess
 
-  constructor(
-    private readonly plan: RestorePlan,
-    env: NodeJS.ProcessEnv,
-  ) {
+  constructor(plan: RestorePlan, env: NodeJS.ProcessEnv) {
     this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe']})
     this.child.stderr!.on('data', (chunk: Buffer) => {
       this.stderrText += chunk.toString()
@@ -289,7 +284,6 @@ class CriuRun {
   stop(reason: FailedError | InterruptedError): void {
     this.reason ??= reason
     this.child.kill('SIGKILL') // CRIU ignores SIGTERM while it waits for a task to trap
-    killTree(readPid(this.plan.pidfile))
   }
 }
 
@@ -340,11 +334,78 @@ async function attachedRestore(
   return {exit: await run.exited, namespaces, pid}
 }
 
+/** The parent PID of a process, from /proc; undefined when it is gone or a zombie. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return fields[0] === 'Z' ? undefined : Number(fields[1])
+  } catch {
+    return undefined
+  }
+}
+
+/** The PIDs the checkpoint recreates; none when pstree.img cannot be read (CRIU will say why). */
+function pidsToRestore(imagesDir: string): number[] {
+  try {
+    return checkpointPids(imagesDir)
+  } catch {
+    return []
+  }
+}
+
+/** Whether a process descends from this one. */
+function ours(pid: number): boolean {
+  let p: number | undefined = pid
+  for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
+    p = parentOf(p)
+    if (p === process.pid) return true
+  }
+
+  return false
+}
+
+/**
+ * End what a failed restore left: the checkpoint's PIDs that are now our descendants (this
+ * process is the subreaper, so a killed CRIU's tasks come to us, not to PID 1). A process
+ * that merely has one of those PIDs but is not ours is never touched. Our direct children
+ * are reaped, so that their PIDs are free again.
+ */
+async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
+  const victims = pids.filter(pid => ours(pid))
+  const children = victims.filter(pid => parentOf(pid) === process.pid)
+  for (const pid of victims) killTree(pid)
+  await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
+  // Grandchildren reparent to us as their parents die: reap those too.
+  for (const pid of victims.filter(v => !children.includes(v))) {
+    await waitPid(pid).catch(() => {})
+  }
+
+  return victims
+}
+
+/** Stop CRIU on SIGINT/SIGTERM and after the timeout; returns the function that undoes both. */
+function supervise(run: CriuRun, timeout: number | undefined, io: RestoreIO): () => void {
+  const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and nothing restored is left running`)))
+  const timer = timeout === undefined
+    ? undefined
+    : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and nothing restored is left running`)), timeout * 1000)
+  return () => {
+    if (timer) clearTimeout(timer)
+    unregister?.()
+  }
+}
+
+/**
+ * Restore as the request says. While CRIU runs this process is a child subreaper (see
+ * endHalfRestored); a failure at any point leaves no restored or half-restored task behind.
+ */
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
   const {criu, pins, version} = await prepare(request)
-  let unregister: (() => void) | undefined
-  let timer: NodeJS.Timeout | undefined
+  let release: (() => void) | undefined
+  let run: CriuRun | undefined
+  let expected: number[] = []
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
     const plan = planRestore(request, {
@@ -352,13 +413,13 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
       joins: pins.map((pin, i) => ({criuPath: pin.procPath, ino: pin.ino, spec: request.joinNs[i]})),
       workDir,
     })
+    expected = pidsToRestore(request.imagesDir)
+
+    const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
+    setChildSubreaper(true)
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
-    const run = new CriuRun(plan, criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints)))
-    unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and nothing restored is left running`)))
-    if (request.timeout !== undefined) {
-      const seconds = request.timeout
-      timer = setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${seconds} s; it was stopped and nothing restored is left running`)), seconds * 1000)
-    }
+    run = new CriuRun(plan, env)
+    release = supervise(run, request.timeout, io)
 
     const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => ({
       criuVersion: version.text,
@@ -374,7 +435,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
       if (run.stopped) throw run.stopped
       if (attached.pid === undefined) throw criuFailure(plan, attached.exit, run.stderr)
       if (attached.exit.code !== 0) {
-        throw new FailedError(`the restored tree (PID ${attached.pid}) ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
+        throw new FailedError(`CRIU, waiting for the restored tree (PID ${attached.pid}), ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
       }
 
       return result(attached.namespaces!, attached.pid)
@@ -384,20 +445,19 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
-    if (exit.code !== 0 || pid === undefined) {
-      killTree(pid)
-      throw criuFailure(plan, exit, run.stderr)
+    if (exit.code !== 0 || pid === undefined) throw criuFailure(plan, exit, run.stderr)
+    return result(verifyJoins(pid, pins), pid)
+  } catch (error) {
+    if (run) {
+      run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
+      await run.exited.catch(() => {})
+      await endHalfRestored(expected)
     }
 
-    try {
-      return result(verifyJoins(pid, pins), pid)
-    } catch (error) {
-      killTree(pid)
-      throw error
-    }
+    throw error
   } finally {
-    if (timer) clearTimeout(timer)
-    unregister?.()
+    release?.()
+    if (run) setChildSubreaper(false)
     for (const p of pins) p.close()
   }
 }

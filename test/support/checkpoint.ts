@@ -12,7 +12,7 @@ import {
   BIN, criuPath, tempDir, track, waitFor,
 } from './system.js'
 
-export type Workload = 'echo-server' | 'sleeper'
+export type Workload = 'echo-server' | 'sleeper' | {python: string}
 
 const ECHO_SERVER = `
 import socket, sys
@@ -40,9 +40,10 @@ let nextPort = 20_000 + (process.pid % 20_000)
 /** Start a workload on the host, checkpoint it with the real CRIU, and wait until it is reaped. */
 export async function checkpoint(workload: Workload = 'sleeper'): Promise<Checkpoint> {
   const dir = tempDir('criu-ckpt-')
-  const ready = join(dir, '..', `${dir.split('/').pop()}.ready`)
+  const ready = join(tempDir('criu-ready-'), 'ready')
   const port = workload === 'echo-server' ? nextPort++ : undefined
-  const args = workload === 'echo-server' ? ['python3', '-c', ECHO_SERVER, String(port), ready] : ['sleep', '100000']
+  const python = typeof workload === 'object' ? `open(${JSON.stringify(ready)}, "w").write("ready")\n${workload.python}` : undefined
+  const args = workload === 'echo-server' ? ['python3', '-c', ECHO_SERVER, String(port), ready] : (python ? ['python3', '-c', python] : ['sleep', '100000'])
   const child = spawn('setsid', args, {stdio: 'ignore'})
   const pid = track(child.pid!)
   const exited = new Promise(resolve => {
@@ -50,7 +51,7 @@ export async function checkpoint(workload: Workload = 'sleeper'): Promise<Checkp
   })
   await waitFor('the workload to start', () => {
     try {
-      if (workload === 'echo-server') return readFileSync(ready, 'utf8') === 'ready'
+      if (workload !== 'sleeper') return readFileSync(ready, 'utf8') === 'ready'
       return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep'
     } catch {
       return false

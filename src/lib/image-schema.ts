@@ -1,0 +1,103 @@
+/**
+ * The CRIU image messages the plugin reads, as protobufjs descriptors written from CRIU's
+ * images/*.proto (field numbers and types only; fields the plugin does not read are left out,
+ * and protobuf skips them when decoding).
+ */
+import protobuf from 'protobufjs'
+
+const root = protobuf.Root.fromJSON({
+  nested: {
+    InventoryEntry: {
+      fields: {
+        imgVersion: {id: 1, rule: 'required', type: 'uint32'},
+        nsPerId: {id: 4, type: 'bool'},
+        rootIds: {id: 3, type: 'TaskKobjIdsEntry'},
+      },
+    },
+    NetDeviceEntry: {
+      fields: {
+        ifindex: {id: 2, rule: 'required', type: 'uint32'},
+        name: {id: 5, rule: 'required', type: 'string'},
+        type: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
+    PstreeEntry: {
+      fields: {
+        pgid: {id: 3, rule: 'required', type: 'uint32'},
+        pid: {id: 1, rule: 'required', type: 'uint32'},
+        ppid: {id: 2, rule: 'required', type: 'uint32'},
+        sid: {id: 4, rule: 'required', type: 'uint32'},
+        threads: {id: 5, rule: 'repeated', type: 'uint32'},
+      },
+    },
+    TaskKobjIdsEntry: {
+      fields: {
+        cgroupNsId: {id: 11, type: 'uint32'},
+        filesId: {id: 2, rule: 'required', type: 'uint32'},
+        fsId: {id: 3, rule: 'required', type: 'uint32'},
+        ipcNsId: {id: 7, type: 'uint32'},
+        mntNsId: {id: 9, type: 'uint32'},
+        netNsId: {id: 6, type: 'uint32'},
+        pidNsId: {id: 5, type: 'uint32'},
+        sighandId: {id: 4, rule: 'required', type: 'uint32'},
+        timeNsId: {id: 12, type: 'uint32'},
+        userNsId: {id: 10, type: 'uint32'},
+        utsNsId: {id: 8, type: 'uint32'},
+        vmId: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
+    UtsnsEntry: {
+      fields: {
+        domainname: {id: 2, rule: 'required', type: 'string'},
+        nodename: {id: 1, rule: 'required', type: 'string'},
+      },
+    },
+  },
+})
+
+export interface PstreeEntry {
+  pgid: number
+  pid: number
+  ppid: number
+  sid: number
+  threads: number[]
+}
+
+export interface TaskKobjIdsEntry {
+  cgroupNsId?: number
+  ipcNsId?: number
+  mntNsId?: number
+  netNsId?: number
+  pidNsId?: number
+  timeNsId?: number
+  userNsId?: number
+  utsNsId?: number
+}
+
+export interface InventoryEntry {
+  imgVersion: number
+  nsPerId?: boolean
+  rootIds?: TaskKobjIdsEntry
+}
+
+export interface UtsnsEntry {
+  domainname: string
+  nodename: string
+}
+
+export interface NetDeviceEntry {
+  ifindex: number
+  name: string
+  type: number
+}
+
+/** images/netdev.proto nd_type */
+export const ND_TYPE = {BRIDGE: 6, EXTLINK: 4, LOOPBACK: 1, MACVLAN: 7, SIT: 8, TUN: 3, VENET: 5, VETH: 2} as const
+
+export const MESSAGES = {
+  ids: root.lookupType('TaskKobjIdsEntry'),
+  inventory: root.lookupType('InventoryEntry'),
+  netdev: root.lookupType('NetDeviceEntry'),
+  pstree: root.lookupType('PstreeEntry'),
+  utsns: root.lookupType('UtsnsEntry'),
+}

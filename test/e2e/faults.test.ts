@@ -1,0 +1,178 @@
+import {expect} from 'chai'
+import {ChildProcess, spawn, spawnSync} from 'node:child_process'
+import {chmodSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {Checkpoint, checkpoint, mycli} from '../support/checkpoint.js'
+import {alive, BIN, cleanup, criuPath, killPid, nsInode, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
+
+function flat(text: string): string {
+  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
+}
+
+/**
+ * Hold the real CRIU at one of its action-script stages (CRIU's own hook points, configured
+ * through CRIU_CONFIG_FILE), so a test can act while CRIU is mid-restore.
+ */
+function holdCriuAt(stage: string): {criuPid: () => number; env: NodeJS.ProcessEnv; release: () => void; reached: () => boolean} {
+  const dir = tempDir('criu-hold-')
+  const script = join(dir, 'action.sh')
+  writeFileSync(script, `#!/bin/sh
+[ "$CRTOOLS_SCRIPT_ACTION" = "${stage}" ] || exit 0
+echo $PPID > ${dir}/criu.pid
+i=0
+while [ ! -e ${dir}/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+exit 0
+`)
+  chmodSync(script, 0o755)
+  writeFileSync(join(dir, 'criu.conf'), `action-script ${script}\n`)
+  return {
+    criuPid: () => Number(readFileSync(join(dir, 'criu.pid'), 'utf8')),
+    env: {CRIU_CONFIG_FILE: join(dir, 'criu.conf')},
+    release: () => writeFileSync(join(dir, 'go'), ''),
+    reached: () => existsSync(join(dir, 'criu.pid')),
+  }
+}
+
+function startMycli(args: string[], env: NodeJS.ProcessEnv): {done: Promise<{code: null | number; stderr: string; stdout: string}>; proc: ChildProcess} {
+  const proc = spawn(process.execPath, [BIN, ...args], {env: {...process.env, CRIU_PATH: criuPath(), ...env}})
+  track(proc.pid!)
+  let stdout = ''
+  let stderr = ''
+  proc.stdout!.on('data', c => {
+    stdout += c
+  })
+  proc.stderr!.on('data', c => {
+    stderr += c
+  })
+  const done = new Promise<{code: null | number; stderr: string; stdout: string}>(resolve => {
+    proc.once('exit', code => resolve({code, stderr, stdout}))
+  })
+  return {done, proc}
+}
+
+/** Gone entirely: not running, not a zombie, the PID free for the next restore. */
+function gone(pid: number): boolean {
+  return !existsSync(`/proc/${pid}`)
+}
+
+describe('faults: nothing restored or half-restored is left behind', function () {
+  this.timeout(180_000)
+  let ckpt: Checkpoint
+
+  before(requireRoot)
+
+  beforeEach(async () => {
+    ckpt = await checkpoint()
+  })
+
+  afterEach(cleanup)
+
+  it('CRIU killed mid-restore (tasks created, not resumed): exit 1, the half-restored task is ended and reaped', async () => {
+    const holder = await startHolder(['net'])
+    const hold = holdCriuAt('pre-resume')
+    const run = startMycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`], hold.env)
+    await waitFor('CRIU to reach pre-resume', hold.reached, 30_000)
+    expect(alive(ckpt.pid), 'CRIU has recreated the task').to.equal(true)
+    killPid(hold.criuPid())
+    const r = await run.done
+    expect(r.code, r.stderr).to.equal(1)
+    expect(flat(r.stderr)).to.include('CRIU restore failed (SIGKILL)')
+    expect(gone(ckpt.pid), 'the half-restored task is gone and reaped').to.equal(true)
+    // and so the same checkpoint restores now
+    const again = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`])
+    expect(again.code, again.stderr).to.equal(0)
+    track(ckpt.pid)
+  })
+
+  it('CRIU hanging: --timeout stops it, exit 1, nothing left', async () => {
+    const hold = holdCriuAt('pre-resume')
+    const started = Date.now()
+    const r = mycli(['restore', '-D', ckpt.dir, '--timeout', '2'], hold.env)
+    expect(r.code, r.stderr).to.equal(1)
+    expect(flat(r.stderr)).to.include('CRIU did not finish within 2 s; it was stopped and nothing restored is left running')
+    expect(Date.now() - started).to.be.below(15_000)
+    expect(alive(hold.criuPid()), 'CRIU is gone').to.equal(false)
+    expect(gone(ckpt.pid)).to.equal(true)
+  })
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${signal} to mycli mid-restore: exit 130, CRIU and the tasks are gone`, async () => {
+      const hold = holdCriuAt('pre-resume')
+      const run = startMycli(['restore', '-D', ckpt.dir], hold.env)
+      await waitFor('CRIU to reach pre-resume', hold.reached, 30_000)
+      run.proc.kill(signal)
+      const r = await run.done
+      expect(r.code, r.stderr).to.equal(130)
+      expect(flat(r.stderr)).to.include(`interrupted by ${signal}: CRIU was stopped and nothing restored is left running`)
+      expect(alive(hold.criuPid())).to.equal(false)
+      expect(gone(ckpt.pid)).to.equal(true)
+    })
+  }
+
+  it('the join target exits between pinning and the join: the pinned namespace is still the one joined', async () => {
+    const holder = await startHolder(['net'])
+    const inode = nsInode(holder.pid, 'net')
+    const hold = holdCriuAt('pre-restore')
+    const run = startMycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`], hold.env)
+    await waitFor('CRIU to reach pre-restore', hold.reached, 30_000)
+    killPid(holder.pid)
+    await waitFor('the holder to die', () => !alive(holder.pid))
+    hold.release()
+    const r = await run.done
+    expect(r.code, r.stderr).to.equal(0)
+    track(ckpt.pid)
+    expect(nsInode(ckpt.pid, 'net')).to.equal(inode)
+  })
+
+  it('the restored PID is already taken: exit 1 with CRIU\'s error and a hint; the running one is untouched', async () => {
+    const first = mycli(['restore', '-D', ckpt.dir])
+    expect(first.code, first.stderr).to.equal(0)
+    track(ckpt.pid)
+    const second = mycli(['restore', '-D', ckpt.dir])
+    expect(second.code).to.equal(1)
+    const err = flat(second.stderr)
+    expect(err).to.include(`Can't fork for ${ckpt.pid}: File exists`)
+    expect(err).to.include('Hint: a process with one of the checkpoint\'s PIDs already runs here')
+    expect(err).to.match(/Log: \/tmp\/mycli-restore-\w+\/restore\.log/)
+    expect(alive(ckpt.pid), 'the first restore still runs').to.equal(true)
+  })
+
+  it('CRIU missing from PATH: exit 1 and what to do', () => {
+    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ckpt.dir], {encoding: 'utf8', env: {...process.env, CRIU_PATH: '', PATH: '/nonexistent'}})
+    expect(r.status).to.equal(1)
+    expect(flat(r.stderr)).to.include('CRIU not found on PATH (needs 3.14 or newer) Hint: install CRIU, or pass --criu-path, or set CRIU_PATH')
+  })
+
+  it('CRIU too old: exit 1, the version found and the one needed', () => {
+    const stub = join(tempDir(), 'criu')
+    writeFileSync(stub, '#!/bin/sh\necho "Version: 3.13"\n')
+    chmodSync(stub, 0o755)
+    const r = mycli(['restore', '-D', ckpt.dir, '--criu-path', stub])
+    expect(r.code).to.equal(1)
+    expect(flat(r.stderr)).to.include(`CRIU 3.13 at ${stub} is too old: restore needs CRIU 3.14 or newer`)
+  })
+
+  it('not root: exit 1, nothing started', () => {
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'restore', '-D', ckpt.dir, '-J', 'net:1'], {
+      encoding: 'utf8',
+      env: {...process.env, CRIU_PATH: criuPath(), HOME: '/tmp'},
+    })
+    expect(r.status, r.stderr).to.equal(1)
+    expect(flat(r.stderr)).to.include('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN Hint: run it as root (sudo)')
+  })
+
+  it('--no-restore-detached: prints the verified PID, then waits until the tree has ended', async () => {
+    // CRIU 4.2 exits 0 once the tree ends, whatever the tree's status (criu/cr-restore.c).
+    const ending = await checkpoint({python: 'import time\ntime.sleep(1.5)\nraise SystemExit(3)'})
+    const holder = await startHolder(['uts'])
+    const started = Date.now()
+    const r = mycli(['restore', '-D', ending.dir, '-J', `uts:${holder.pid}`, '--no-restore-detached'])
+    expect(r.code, r.stderr).to.equal(0)
+    expect(r.stdout).to.include(`Restored PID ${ending.pid}`)
+    expect(r.stdout).to.include(`uts   joined pid ${holder.pid}`)
+    expect(r.stdout).to.include(`The restored tree (PID ${ending.pid}) has ended`)
+    expect(Date.now() - started, 'it waited for the tree').to.be.above(1000)
+    expect(gone(ending.pid)).to.equal(true)
+  })
+})
