@@ -13,7 +13,7 @@ import {
   criuEnvironment, criuErrorLines, CriuVersion, criuVersion, findCriu, hintFor, hwBreakpointsWork,
 } from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
-import {checkImagesDir, checkpointPids} from './images.js'
+import {checkImagesDir} from './images.js'
 import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
@@ -345,9 +345,24 @@ function parentOf(pid: number): number | undefined {
   }
 }
 
-/** The PIDs the checkpoint recreates; none when pstree.img cannot be read (CRIU will say why). */
-function pidsToRestore(imagesDir: string): number[] {
+let subreaperHolds = 0
+
+/** Subreaper while at least one restore runs in this process (restores may run concurrently). */
+function holdSubreaper(): void {
+  if (subreaperHolds++ === 0) setChildSubreaper(true)
+}
+
+function releaseSubreaper(): void {
+  if (--subreaperHolds === 0) setChildSubreaper(false)
+}
+
+/**
+ * The PIDs the checkpoint recreates; none when pstree.img cannot be read (CRIU said why).
+ * Read only after a failure: the image reader's protobufjs would cost every restore 25 ms.
+ */
+async function pidsToRestore(imagesDir: string): Promise<number[]> {
   try {
+    const {checkpointPids} = await import('./image-reader.js')
     return checkpointPids(imagesDir)
   } catch {
     return []
@@ -405,7 +420,6 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   const {criu, pins, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
-  let expected: number[] = []
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
     const plan = planRestore(request, {
@@ -413,10 +427,9 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
       joins: pins.map((pin, i) => ({criuPath: pin.procPath, ino: pin.ino, spec: request.joinNs[i]})),
       workDir,
     })
-    expected = pidsToRestore(request.imagesDir)
 
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
-    setChildSubreaper(true)
+    holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
     run = new CriuRun(plan, env)
     release = supervise(run, request.timeout, io)
@@ -451,13 +464,13 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (run) {
       run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
       await run.exited.catch(() => {})
-      await endHalfRestored(expected)
+      await endHalfRestored(await pidsToRestore(request.imagesDir))
     }
 
     throw error
   } finally {
     release?.()
-    if (run) setChildSubreaper(false)
+    if (run) releaseSubreaper()
     for (const p of pins) p.close()
   }
 }

@@ -1,0 +1,255 @@
+/**
+ * `npm run bench`: the plugin's own cost, measured side by side in one run, as ratios.
+ * Needs root. Each figure interleaves its two sides (A, B, A, B, ...) so that machine noise
+ * hits both alike, and reports medians.
+ *
+ *   1. spawn-joined /bin/true into net+uts+ipc   vs  nsenter -t PID -n -u -i true
+ *   2. mycli restore -J net:H                    vs  mycli --version + criu restore -J net:H
+ *   3. large restore (1 GiB touched): mycli restore / criu restore
+ *   4. host CLI --help with the plugin installed vs without it
+ *   5. validation: parse, pin and check 1, 8, 64 -J targets (library level)
+ */
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {findProblems} from '../src/lib/checks.js'
+import {parseJoinNs} from '../src/lib/join-ns.js'
+import {namespaceByName} from '../src/lib/namespaces.js'
+import {PinnedNamespace, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
+
+const REPO = join(__dirname, '..', '..')
+const BIN = join(REPO, 'bin', 'run.js')
+const HOST = join(REPO, 'examples', 'mycli', 'bin', 'run.js')
+const QUICK = process.argv.includes('--quick')
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[(s.length / 2) - 1] + s[s.length / 2]) / 2
+}
+
+function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6
+}
+
+const lines: string[] = []
+function report(line: string): void {
+  lines.push(line)
+  console.log(line)
+}
+
+function criu(): string {
+  return execFileSync('bash', [join(REPO, 'scripts', 'provision-criu.sh')], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit']}).trim().split('\n').pop()!
+}
+
+/** A holder in new net, uts and ipc namespaces. */
+function holder(): number {
+  const h = spawn('unshare', ['--net', '--uts', '--ipc', 'sleep', '100000'], {detached: true, stdio: 'ignore'})
+  spawnSync('sleep', ['0.2'])
+  return h.pid!
+}
+
+async function killAndReap(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    return
+  }
+
+  await waitPid(pid).catch(() => {})
+}
+
+/** Checkpoint a single-process workload; returns its images folder and PID. */
+async function checkpointOf(criuPath: string, argv: string[], settleMs: number): Promise<{dir: string; pid: number}> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-ckpt-'))
+  const child = spawn('setsid', argv, {stdio: 'ignore'})
+  const exited = new Promise(r => {
+    child.once('exit', r)
+  })
+  await new Promise(r => {
+    setTimeout(r, settleMs)
+  })
+  execFileSync(criuPath, ['dump', '-t', String(child.pid), '-D', dir, '-o', 'dump.log'])
+  await exited
+  return {dir, pid: child.pid!}
+}
+
+/** Milliseconds from starting a process to having waited for it. */
+async function time(start: () => number): Promise<number> {
+  const t0 = nowMs()
+  await waitPid(start())
+  return nowMs() - t0
+}
+
+async function benchSpawnJoined(): Promise<void> {
+  const h = holder()
+  const types = ['net', 'uts', 'ipc'].map(t => namespaceByName(t)!)
+  const runs = QUICK ? 50 : 300
+  const pinned = types.map(t => pinPid(t, h))
+  const ours: number[] = []
+  const oursPinEach: number[] = []
+  const nsenter: number[] = []
+  for (let i = 0; i < runs; i++) {
+    ours.push(await time(() => spawnJoined('/bin/true', [], {namespaces: pinned})))
+    oursPinEach.push(await time(() => {
+      const pins: PinnedNamespace[] = types.map(t => pinPid(t, h))
+      try {
+        return spawnJoined('/bin/true', [], {namespaces: pins})
+      } finally {
+        for (const p of pins) p.close()
+      }
+    }))
+    nsenter.push(await time(() => spawnJoined('/usr/bin/nsenter', ['-t', String(h), '-n', '-u', '-i', '/bin/true'], {namespaces: []})))
+  }
+
+  for (const p of pinned) p.close()
+  await killAndReap(h)
+  const [a, b, c] = [median(ours), median(oursPinEach), median(nsenter)]
+  report(`1. spawn-joined /bin/true into net+uts+ipc (median of ${runs}, both started by the same fork+exec from Node):`)
+  report(`   spawnJoined, targets pinned once:    ${a.toFixed(3)} ms   ratio to nsenter ${(a / c).toFixed(2)}`)
+  report(`   spawnJoined, pinning every time:     ${b.toFixed(3)} ms   ratio to nsenter ${(b / c).toFixed(2)}`)
+  report(`   nsenter -t PID -n -u -i /bin/true:   ${c.toFixed(3)} ms`)
+}
+
+async function benchRestoreOverhead(criuPath: string): Promise<void> {
+  const h = holder()
+  const ck = await checkpointOf(criuPath, ['sleep', '100000'], 100)
+  const runs = QUICK ? 5 : 15
+  const plugin: number[] = []
+  const version: number[] = []
+  const direct: number[] = []
+  const env = {...process.env, CRIU_PATH: criuPath}
+  for (let i = 0; i < runs; i++) {
+    let t0 = nowMs()
+    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ck.dir, '-J', `net:${h}`], {env})
+    plugin.push(nowMs() - t0)
+    if (r.status !== 0) throw new Error(`mycli restore failed: ${r.stderr}`)
+    await killAndReap(ck.pid)
+    t0 = nowMs()
+    spawnSync(process.execPath, [BIN, '--version'], {env})
+    version.push(nowMs() - t0)
+    const work = mkdtempSync(join(tmpdir(), 'bench-work-'))
+    t0 = nowMs()
+    const c = spawnSync(criuPath, ['restore', '-D', ck.dir, '-W', work, '-o', 'restore.log', '-v4', '--pidfile', join(work, 'pid'), '-d', '-J', `net:/proc/${h}/ns/net`])
+    direct.push(nowMs() - t0)
+    if (c.status !== 0) throw new Error('criu restore failed')
+    rmSync(work, {force: true, recursive: true})
+    await killAndReap(ck.pid)
+  }
+
+  await killAndReap(h)
+  rmSync(ck.dir, {force: true, recursive: true})
+  const [p, v, d] = [median(plugin), median(version), median(direct)]
+  report(`2. restore overhead (median of ${runs} interleaved runs):`)
+  report(`   mycli restore -D imgs -J net:H:      ${p.toFixed(1)} ms`)
+  report(`   mycli --version:                     ${v.toFixed(1)} ms`)
+  report(`   criu restore -D imgs -J net:H:       ${d.toFixed(1)} ms`)
+  report(`   plugin adds ${(p - v - d).toFixed(1)} ms beyond CLI startup + CRIU (target <= 30 ms); ratio mycli/(version+criu) ${(p / (v + d)).toFixed(3)}`)
+}
+
+async function benchLargeRestore(criuPath: string): Promise<void> {
+  const mib = QUICK ? 256 : 1024
+  const touch = `import time\nb = b"\\x01" * (${mib} << 20)\ntime.sleep(100000)`
+  const ck = await checkpointOf(criuPath, ['python3', '-c', touch], QUICK ? 1000 : 3000)
+  const runs = QUICK ? 2 : 5
+  const plugin: number[] = []
+  const direct: number[] = []
+  const startup: number[] = []
+  const env = {...process.env, CRIU_PATH: criuPath}
+  for (let i = 0; i < runs; i++) {
+    let t0 = nowMs()
+    spawnSync(process.execPath, [BIN, '--version'], {env})
+    startup.push(nowMs() - t0)
+    t0 = nowMs()
+    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ck.dir], {env})
+    plugin.push(nowMs() - t0)
+    if (r.status !== 0) throw new Error(`mycli restore failed: ${r.stderr}`)
+    await killAndReap(ck.pid)
+    const work = mkdtempSync(join(tmpdir(), 'bench-work-'))
+    t0 = nowMs()
+    const c = spawnSync(criuPath, ['restore', '-D', ck.dir, '-W', work, '-o', 'restore.log', '-v4', '--pidfile', join(work, 'pid'), '-d'])
+    direct.push(nowMs() - t0)
+    if (c.status !== 0) throw new Error('criu restore failed')
+    rmSync(work, {force: true, recursive: true})
+    await killAndReap(ck.pid)
+  }
+
+  rmSync(ck.dir, {force: true, recursive: true})
+  const [p, d, v] = [median(plugin), median(direct), median(startup)]
+  report(`3. large restore, ${mib} MiB touched (median of ${runs} interleaved runs):`)
+  report(`   mycli restore ${p.toFixed(0)} ms, criu restore ${d.toFixed(0)} ms, ratio ${(p / d).toFixed(3)} (target <= 1.03)`)
+  report(`   without the CLI's own startup (mycli --version ${v.toFixed(0)} ms): ratio ${((p - v) / d).toFixed(3)}`)
+}
+
+function benchStartup(): void {
+  const home = mkdtempSync(join(tmpdir(), 'bench-host-'))
+  const envFor = (name: string) => {
+    const dir = join(home, name)
+    mkdirSync(dir)
+    return {...process.env, MYCLI_CACHE_DIR: join(dir, 'cache'), MYCLI_CONFIG_DIR: join(dir, 'config'), MYCLI_DATA_DIR: join(dir, 'data')}
+  }
+
+  const withPlugin = envFor('with')
+  const without = envFor('without')
+  execFileSync(process.execPath, [HOST, 'plugins', 'link', REPO, '--no-install'], {env: withPlugin, stdio: 'ignore'})
+  const runs = QUICK ? 10 : 40
+  const a: number[] = []
+  const b: number[] = []
+  for (let i = 0; i < runs; i++) {
+    let t0 = nowMs()
+    spawnSync(process.execPath, [HOST, '--help'], {env: withPlugin})
+    a.push(nowMs() - t0)
+    t0 = nowMs()
+    spawnSync(process.execPath, [HOST, '--help'], {env: without})
+    b.push(nowMs() - t0)
+  }
+
+  rmSync(home, {force: true, recursive: true})
+  const [x, y] = [median(a), median(b)]
+  report(`4. host CLI --help (median of ${runs} interleaved runs): with plugin ${x.toFixed(1)} ms, without ${y.toFixed(1)} ms, ratio ${(x / y).toFixed(3)} (target <= 1.05)`)
+}
+
+function benchValidation(): void {
+  const h = holder()
+  report('5. validation: parse + pin + type-check + conflict check of N -J targets (library, median of 200):')
+  const perTarget: number[] = []
+  for (const n of [1, 8, 64]) {
+    const tokens = Array.from({length: n}, () => `net:${h}`)
+    const samples: number[] = []
+    for (let i = 0; i < 200; i++) {
+      const t0 = nowMs()
+      const specs = tokens.map(t => parseJoinNs(t, '/'))
+      findProblems({joinNs: specs.slice(0, 1)})
+      const pins = specs.map(s => pinPid(s.ns, h))
+      for (const p of pins) p.close()
+      samples.push(nowMs() - t0)
+    }
+
+    const m = median(samples)
+    perTarget.push(m / n)
+    report(`   N=${String(n).padEnd(3)} ${m.toFixed(3)} ms in all, ${((m / n) * 1000).toFixed(1)} us per target`)
+  }
+
+  spawnSync('kill', ['-9', String(h)])
+  report(`   per-target cost N=64 / N=1: ${(perTarget[2] / perTarget[0]).toFixed(2)} (1.0 = linear; target < 1 ms per target)`)
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmarks need root')
+  setChildSubreaper(true) // restored tasks come back to us to be reaped, not to PID 1
+  const criuPath = criu()
+  const version = execFileSync(criuPath, ['--version'], {encoding: 'utf8'}).split('\n')[0]
+  report(`oclif-plugin-criu benchmarks, ${new Date().toISOString().slice(0, 10)}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'cpu?'}, ${process.version}, CRIU ${version.replace('Version: ', '')}${QUICK ? ' (--quick)' : ''}`)
+  await benchSpawnJoined()
+  await benchRestoreOverhead(criuPath)
+  await benchLargeRestore(criuPath)
+  benchStartup()
+  benchValidation()
+  if (process.argv.includes('--write')) writeFileSync(join(REPO, 'bench', 'last-run.txt'), `${lines.join('\n')}\n`)
+}
+
+main().catch(error => {
+  console.error(error instanceof Error ? error.message : error)
+  process.exit(1)
+})
