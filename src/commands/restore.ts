@@ -20,9 +20,14 @@ export default class Restore extends CriuCommand {
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 -J uts:1234 -J ipc:1234', description: 'Restore into the network, UTS and IPC namespaces of process 1234.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:/run/netns/blue', description: 'Restore into a named network namespace (ip netns add blue).'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J user:1234:1000:1000 --allow-user-ns', description: 'Join the user namespace of process 1234 and switch to uid/gid 1000 inside it.'},
-    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 --dry-run', description: 'Check the targets and print the CRIU command line without running it.'},
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 --dry-run', description: 'Check the targets, show what happens to each namespace type and the CRIU command line; run nothing.'},
   ]
   static override flags = {
+    'allow-overwrite': Flags.boolean({
+      description: 'When the checkpoint had its own UTS, IPC or net namespace, CRIU writes that namespace\'s state into the namespace it joins: the hostname, the IPC sysctls and SysV objects, the network devices and addresses. restore refuses such joins unless this flag is given. --dry-run shows which namespaces the checkpoint carries.',
+      helpGroup: 'NAMESPACE',
+      summary: 'Join even where the checkpoint\'s own namespace state would overwrite the joined namespace\'s.',
+    }),
     'allow-user-ns': Flags.boolean({
       description: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s UID/GID mappings. Without this flag a user join goes ahead with a warning.',
       helpGroup: 'NAMESPACE',
@@ -87,6 +92,7 @@ export default class Restore extends CriuCommand {
   public async run() {
     const {flags} = await this.parse(Restore)
     const request = {
+      allowOverwrite: flags['allow-overwrite'],
       allowUserNs: flags['allow-user-ns'],
       criuPath: flags['criu-path'],
       detached: flags['restore-detached'],
@@ -108,9 +114,9 @@ export default class Restore extends CriuCommand {
 
     if (request.dryRun) {
       const plan = await dryRunRestore(request)
-      this.log(`CRIU ${plan.criuVersion}; joins checked:`)
-      for (const ns of plan.plan.namespaces) this.log(`  ${ns.type.padEnd(5)} ${ns.source}`)
-      this.log(plan.command)
+      this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
+      for (const row of plan.plan.namespaces) this.log(`  ${row.type.padEnd(7)} ${row.action.padEnd(25)} ${row.detail}`)
+      this.log(`Command:\n  ${plan.command}`)
       return plan
     }
 

@@ -9,7 +9,8 @@ import {EXIT_REFUSED} from '../lib/errors.js'
 import {userFacingMessage} from '../lib/flags.js'
 
 const hook: Hook.Prerun = async function ({argv, Command}) {
-  if ((Command as {criuJoinChecks?: boolean}).criuJoinChecks !== true) return
+  const checks = (Command as {criuJoinChecks?: unknown}).criuJoinChecks
+  if (checks !== 'criu' && checks !== 'plain') return
   let flags: Record<string, unknown>
   try {
     ({flags} = await Parser.parse(argv, {
@@ -26,6 +27,7 @@ const hook: Hook.Prerun = async function ({argv, Command}) {
   const problems = findProblems({
     allowUserNs: flags['allow-user-ns'] as boolean | undefined,
     emptyNs: flags['empty-ns'] as never,
+    forCriu: checks === 'criu',
     joinNs: flags['join-ns'] as never,
   })
   for (const p of problems) if (p.severity === 'warning') this.warn(p.message)

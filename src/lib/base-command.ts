@@ -8,8 +8,11 @@ import {CriuPluginError, EXIT_REFUSED} from './errors.js'
 import {userFacingMessage} from './flags.js'
 
 export abstract class CriuCommand extends Command {
-  /** The prerun hook checks join options only for commands that carry this marker. */
-  static readonly criuJoinChecks: boolean = true
+  /**
+   * The prerun hook checks join options only for commands that carry this marker: 'criu' when
+   * CRIU does the joining (its limits apply), 'plain' when the plugin joins by itself.
+   */
+  static readonly criuJoinChecks: 'criu' | 'plain' = 'criu'
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     const flagMessage = userFacingMessage(error)

@@ -10,6 +10,11 @@ import {NamespaceDesc} from './namespaces.js'
 export const CRIU_MAX_JOIN_ID = 65_535
 
 export interface JoinOptions {
+  /**
+   * The joins are for CRIU (restore): its UID/GID limit and its user-namespace warning apply.
+   * False for `ns exec`, which joins by itself. Default true.
+   */
+  readonly forCriu?: boolean
   /** --allow-user-ns: the user has read that joining a user namespace is dangerous. */
   readonly allowUserNs?: boolean
   readonly emptyNs?: readonly NamespaceDesc[]
@@ -47,7 +52,7 @@ export function findProblems(options: JoinOptions): Problem[] {
       error(`--join-ns ${quote(formatJoinNs(spec))}: UID/GID options are accepted only for user`)
     }
 
-    if (spec.ns.name === 'user') {
+    if (spec.ns.name === 'user' && options.forCriu !== false) {
       for (const [what, id] of [['UID', spec.uid], ['GID', spec.gid]] as const) {
         if (id !== undefined && id > CRIU_MAX_JOIN_ID) {
           error(`--join-ns ${quote(formatJoinNs(spec))}: CRIU accepts a ${what} up to ${CRIU_MAX_JOIN_ID} when joining a user namespace, not ${id}`)

@@ -134,6 +134,9 @@ export function criuEnvironment(version: CriuVersion, breakpointsWork: () => boo
   return breakpointsWork() === false ? {...env, CRIU_FAULT: FI_NO_BREAKPOINTS} : {...env}
 }
 
+/** An error CRIU prints on every run on these machines, and that changes nothing. */
+const HARMLESS = /rlimit: Can't setup RLIMIT_NOFILE/
+
 /** CRIU's error lines from its log, without the harmless ones it prints on every run here. */
 export function criuErrorLines(log: string, max = 5): string[] {
   return log
@@ -145,13 +148,15 @@ export function criuErrorLines(log: string, max = 5): string[] {
 
 /** A one-line hint for the failures met while testing, keyed by what CRIU's log says. */
 export function hintFor(log: string): string | undefined {
+  const relevant = log.split('\n').filter(line => !HARMLESS.test(line)).join('\n')
   const rules: [RegExp, string][] = [
+    [/Locking network failed|execvp\("ip6?tables-restore"/, 'CRIU could not lock the network (iptables is missing here): pass --network-lock skip, or install iptables'],
     [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, 'a process with one of the checkpoint\'s PIDs already runs here; end it, or restore in a new PID namespace'],
     [/No such file or directory.*\.img|Can't open image/i, 'the checkpoint is incomplete: an image file is missing'],
     [/Can't open ns file|Failed to setns when join-ns/i, 'a namespace to join is gone or not joinable any more'],
     [/Operation not permitted|EPERM/i, 'permission denied: run as root'],
     [/Unknown option|unrecognized option|invalid option/i, 'this CRIU is too old for an option passed; install CRIU 4.2 or newer'],
   ]
-  for (const [pattern, hint] of rules) if (pattern.test(log)) return hint
+  for (const [pattern, hint] of rules) if (pattern.test(relevant)) return hint
   return undefined
 }

@@ -54,6 +54,22 @@ export const emptyNs = Flags.custom<NamespaceDesc[]>({
   summary: 'Create these namespaces empty instead of restoring their contents (net only).',
 })
 
+const EXTERNALIZABLE = NAMESPACES.filter(d => d.externalizable)
+
+/** `--external-ns net`: namespaces the tree shares with a holder, left out of the checkpoint. */
+export const externalNs = Flags.custom<NamespaceDesc[]>({
+  description: 'CRIU leaves the namespace out of the images and records it under a key; `restore -J net:TARGET` then puts the tree into TARGET\'s net namespace (through CRIU\'s --inherit-fd). For a process in a pod or container whose network namespace outlives it.',
+  async parse(input) {
+    try {
+      return parseNamespaceList(input, EXTERNALIZABLE)
+    } catch (error) {
+      if (error instanceof NamespaceListError) throw new JoinNsError(input, error.message, '--external-ns')
+      throw error
+    }
+  },
+  summary: 'Leave these namespaces out of the checkpoint, to be joined at restore (net).',
+})
+
 /** A flag error written here (not by oclif) that the hook and commands print as it is. */
 export function userFacingMessage(error: unknown): string | undefined {
   if (error instanceof JoinNsError) return error.userMessage

@@ -21,6 +21,11 @@ const root = protobuf.Root.fromJSON({
         type: {id: 1, rule: 'required', type: 'uint32'},
       },
     },
+    NetnsEntry: {
+      fields: {
+        extKey: {id: 8, type: 'string'},
+      },
+    },
     PstreeEntry: {
       fields: {
         pgid: {id: 3, rule: 'required', type: 'uint32'},
@@ -98,6 +103,7 @@ export const MESSAGES = {
   ids: root.lookupType('TaskKobjIdsEntry'),
   inventory: root.lookupType('InventoryEntry'),
   netdev: root.lookupType('NetDeviceEntry'),
+  netns: root.lookupType('NetnsEntry'),
   pstree: root.lookupType('PstreeEntry'),
   utsns: root.lookupType('UtsnsEntry'),
 }

@@ -18,7 +18,10 @@ export interface NamespaceDesc {
   readonly note?: string
   /** Whether CRIU can create it empty at restore (`--empty-ns`). */
   readonly emptyable: boolean
-  /** Whether `checkpoint --external-ns` (CRIU's --external <type>[<inode>]:<key>) supports it. */
+  /**
+   * Whether `checkpoint --external-ns` supports it: CRIU's --external TYPE[INODE]:KEY, given
+   * back at restore as --inherit-fd. CRIU knows net and pid; restore cannot join pid.
+   */
   readonly externalizable: boolean
 }
 
@@ -49,7 +52,7 @@ const table: readonly NamespaceDesc[] = [
   },
   {
     emptyable: false,
-    externalizable: true,
+    externalizable: false,
     flag: 0x20_00_00_00,
     joinable: false,
     name: 'pid',

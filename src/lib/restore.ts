@@ -17,11 +17,14 @@ import {checkImagesDir} from './images.js'
 import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
+import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
 
 export interface RestoreRequest {
+  /** Restore even when a join would overwrite the joined namespace's state (see plan.ts). */
+  allowOverwrite?: boolean
   allowUserNs?: boolean
   criuPath?: string
   detached: boolean
@@ -46,12 +49,16 @@ export interface RestoreRequest {
 /** What a join resolves to once pinned: the path CRIU opens (our fd) and the namespace's identity. */
 export interface PlannedJoin {
   readonly criuPath: string
+  /** The pinned fd, for when CRIU must inherit it instead of opening criuPath. */
+  readonly fd?: number
   readonly ino: number
   readonly spec: JoinNsSpec
 }
 
 export interface RestorePlan {
   readonly argv: string[]
+  /** fds CRIU inherits as 3, 4, ... (for --inherit-fd). */
+  readonly inheritFds: number[]
   readonly criu: string
   readonly env: Record<string, string>
   readonly joins: readonly PlannedJoin[]
@@ -72,7 +79,14 @@ export function criuJoinArg(spec: JoinNsSpec, path: string): string {
 /** The exact CRIU command line. Pure. */
 export function planRestore(
   request: RestoreRequest,
-  facts: {criu: string; env?: Record<string, string>; joins: readonly PlannedJoin[]; workDir: string},
+  facts: {
+    criu: string
+    env?: Record<string, string>
+    /** The checkpoint left its net namespace out under this key: a net join becomes --inherit-fd. */
+    externalNetKey?: string
+    joins: readonly PlannedJoin[]
+    workDir: string
+  },
 ): RestorePlan {
   const {workDir} = facts
   const logFile = request.logFile ? resolve(request.logFile) : join(workDir, 'restore.log')
@@ -86,10 +100,17 @@ export function planRestore(
   if (request.fileLocks) argv.push('--file-locks')
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
-  for (const join of facts.joins) argv.push('--join-ns', criuJoinArg(join.spec, join.criuPath))
-  return {
-    argv, criu: facts.criu, env: facts.env ?? {}, joins: facts.joins, logFile, pidfile, workDir,
+  const inheritFds: number[] = []
+  for (const join of facts.joins) {
+    if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
+      inheritFds.push(join.fd)
+      argv.push('--inherit-fd', `fd[${2 + inheritFds.length}]:${facts.externalNetKey}`)
+    } else {
+      argv.push('--join-ns', criuJoinArg(join.spec, join.criuPath))
+    }
   }
+
+  return {argv, criu: facts.criu, env: facts.env ?? {}, inheritFds, joins: facts.joins, logFile, pidfile, workDir}
 }
 
 /** Shell-quoted command line, for --dry-run and messages. */
@@ -119,7 +140,7 @@ export interface RestoreResult {
 export interface DryRunResult {
   command: string
   criuVersion: string
-  plan: {namespaces: {source: string; type: string}[]; pidfile: string; workDir: string}
+  plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
 }
 
 /** Hooks for the shell: progress display and signal handling live with the caller. */
@@ -190,6 +211,35 @@ export function verifyJoins(pid: number, pins: readonly PinnedNamespace[]): Join
   })
 }
 
+const NO_OWN_NAMESPACES: CheckpointNamespaces = {netDevices: [], own: []}
+
+/**
+ * The checkpoint's own namespaces, and the joins refused because of them. The images are
+ * decoded only when a namespace-state image is there: a plain checkpoint costs nothing.
+ */
+async function checkpointNamespaces(request: RestoreRequest): Promise<CheckpointNamespaces> {
+  let images = NO_OWN_NAMESPACES
+  try {
+    if (request.dryRun || hasNamespaceImages(request.imagesDir)) images = await readCheckpointNamespaces(request.imagesDir)
+  } catch (error) {
+    throw new RefusedError(`--images-dir ${quote(request.imagesDir)}: cannot read the checkpoint's namespace images: ${(error as Error).message}`)
+  }
+
+  if (images.externalNetKey !== undefined && !request.joinNs.some(j => j.ns.name === 'net')) {
+    throw new RefusedError(
+      `--images-dir ${quote(request.imagesDir)}: the checkpoint left its net namespace out (external key ${quote(images.externalNetKey)}), so it must join one`,
+      'give -J net:PID or -J net:NS_FILE',
+    )
+  }
+
+  const conflicts = joinConflicts(images, request.joinNs)
+  if (conflicts.length > 0 && !request.allowOverwrite) {
+    throw new RefusedError(conflicts.map(c => c.message).join('\n'), 'pass --allow-overwrite to restore anyway, or join another namespace')
+  }
+
+  return images
+}
+
 function isDirectory(path: string): boolean {
   try {
     return statSync(path).isDirectory()
@@ -207,6 +257,7 @@ async function prepare(request: RestoreRequest) {
   }
 
   checkImagesDir(request.imagesDir)
+  const images = await checkpointNamespaces(request)
   if (request.workDir !== undefined && !isDirectory(request.workDir)) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
   }
@@ -217,7 +268,7 @@ async function prepare(request: RestoreRequest) {
   try {
     const criu = findCriu(request.criuPath)
     const version: CriuVersion = await criuVersion(criu)
-    return {criu, pins, version}
+    return {criu, images, pins, version}
   } catch (error) {
     for (const p of pins) p.close()
     throw error
@@ -226,19 +277,20 @@ async function prepare(request: RestoreRequest) {
 
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
-  const {criu, pins, version} = await prepare(request)
+  const {criu, images, pins, version} = await prepare(request)
   try {
     const workDir = request.workDir ? resolve(request.workDir) : join(tmpdir(), 'mycli-restore-XXXXXX')
     const plan = planRestore(request, {
       criu,
       env: diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))),
-      joins: pins.map((pin, i) => ({criuPath: pin.procPath, ino: pin.ino, spec: request.joinNs[i]})),
+      externalNetKey: images.externalNetKey,
+      joins: pins.map((pin, i) => ({criuPath: pin.procPath, fd: pin.fd, ino: pin.ino, spec: request.joinNs[i]})),
       workDir,
     })
     return {
       command: formatCommand(plan.criu, plan.argv, plan.env),
       criuVersion: version.text,
-      plan: {namespaces: pins.map(p => ({source: p.source, type: p.ns.name})), pidfile: plan.pidfile, workDir},
+      plan: {namespaces: planNamespaces(images, request), pidfile: plan.pidfile, workDir},
     }
   } finally {
     for (const p of pins) p.close()
@@ -252,17 +304,17 @@ function diffEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return out
 }
 
-type Exit = {code: null | number; signal: NodeJS.Signals | null}
+export type Exit = {code: null | number; signal: NodeJS.Signals | null}
 
 /** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */
-class CriuRun {
+export class CriuRun {
   readonly exited: Promise<Exit>
   private reason: FailedError | InterruptedError | undefined
   private stderrText = ''
   private readonly child: ChildProcess
 
-  constructor(plan: RestorePlan, env: NodeJS.ProcessEnv) {
-    this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe']})
+  constructor(plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]}, env: NodeJS.ProcessEnv) {
+    this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe', ...plan.inheritFds]})
     this.child.stderr!.on('data', (chunk: Buffer) => {
       this.stderrText += chunk.toString()
     })
@@ -400,11 +452,11 @@ async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
 }
 
 /** Stop CRIU on SIGINT/SIGTERM and after the timeout; returns the function that undoes both. */
-function supervise(run: CriuRun, timeout: number | undefined, io: RestoreIO): () => void {
-  const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and nothing restored is left running`)))
+export function supervise(run: CriuRun, timeout: number | undefined, io: RestoreIO, aftermath = 'nothing restored is left running'): () => void {
+  const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
   const timer = timeout === undefined
     ? undefined
-    : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and nothing restored is left running`)), timeout * 1000)
+    : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`)), timeout * 1000)
   return () => {
     if (timer) clearTimeout(timer)
     unregister?.()
@@ -417,14 +469,15 @@ function supervise(run: CriuRun, timeout: number | undefined, io: RestoreIO): ()
  */
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
-  const {criu, pins, version} = await prepare(request)
+  const {criu, images, pins, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
     const plan = planRestore(request, {
       criu,
-      joins: pins.map((pin, i) => ({criuPath: pin.procPath, ino: pin.ino, spec: request.joinNs[i]})),
+      externalNetKey: images.externalNetKey,
+      joins: pins.map((pin, i) => ({criuPath: pin.procPath, fd: pin.fd, ino: pin.ino, spec: request.joinNs[i]})),
       workDir,
     })
 

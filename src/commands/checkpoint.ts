@@ -1,0 +1,88 @@
+import {Args, Flags, ux} from '@oclif/core'
+
+import {CriuCommand} from '../lib/base-command.js'
+import {NETWORK_LOCK_METHODS, runCheckpoint} from '../lib/checkpoint.js'
+import {externalNs} from '../lib/flags.js'
+
+export default class Checkpoint extends CriuCommand {
+  static override args = {
+    pid: Args.integer({description: 'Root of the process tree to checkpoint.', min: 1, required: true}),
+  }
+  static override description = [
+    'Dumps the process tree rooted at PID with CRIU into --images-dir, ready for `restore`. Without --leave-running the tree is gone afterwards (CRIU ends it once dumped).',
+    'With --external-ns net, the net namespace the tree shares with a holder (a pod, a container) is left out of the images; `restore -J net:TARGET` then puts the tree into TARGET\'s network namespace.',
+    'The folder is created when missing and must be empty unless --force. A failed dump removes the folder it created. CRIU\'s log goes to --work-dir (default: a new temporary folder).',
+    'Exit codes: 0 checkpointed; 1 CRIU failed, timed out, or this machine cannot do it; 2 refused before anything started; 130 interrupted.',
+  ].join('\n\n')
+  static override enableJsonFlag = true
+  static override examples = [
+    {command: '<%= config.bin %> <%= command.id %> 1234 -D ./ckpt', description: 'Checkpoint process 1234 (and its children); it ends once dumped.'},
+    {command: '<%= config.bin %> <%= command.id %> 1234 -D ./ckpt --leave-running', description: 'Checkpoint and let it run on.'},
+    {command: '<%= config.bin %> <%= command.id %> 1234 -D ./ckpt --external-ns net', description: 'Leave the pod\'s network namespace out; restore later with -J net:<holder>.'},
+  ]
+  static override flags = {
+    'criu-path': Flags.string({env: 'CRIU_PATH', helpGroup: 'CRIU', summary: 'CRIU binary to run (default: $CRIU_PATH, then criu on PATH).'}),
+    'dry-run': Flags.boolean({summary: 'Check everything and print the exact CRIU command; dump nothing.'}),
+    'ext-unix-sk': Flags.boolean({helpGroup: 'CRIU', summary: 'Allow external unix sockets (CRIU --ext-unix-sk).'}),
+    'external-ns': externalNs(),
+    'file-locks': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump file locks (CRIU --file-locks).'}),
+    force: Flags.boolean({summary: 'Write into --images-dir even when it is not empty.'}),
+    'images-dir': Flags.directory({char: 'D', required: true, summary: 'Folder for the checkpoint images (created when missing).'}),
+    'leave-running': Flags.boolean({summary: 'Let the tree run on after the dump (CRIU --leave-running).'}),
+    'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network of a dumped net namespace (CRIU --network-lock; skip where iptables is missing).'})(),
+    'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree is a shell job with a terminal (CRIU --shell-job).'}),
+    'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump established TCP connections (CRIU --tcp-established).'}),
+    timeout: Flags.integer({min: 1, summary: 'Seconds to let CRIU run; then it is killed and the command fails.'}),
+    verbose: Flags.integer({char: 'v', default: 4, helpGroup: 'CRIU', max: 4, min: 0, summary: 'CRIU log level, 0-4 (CRIU -v).'}),
+    'work-dir': Flags.directory({char: 'W', summary: 'Folder for CRIU\'s log (default: a new temporary folder).'}),
+  }
+  static override summary = 'Checkpoint a process tree with CRIU.'
+
+  public async run() {
+    const {args, flags} = await this.parse(Checkpoint)
+    const spinner = process.stderr.isTTY && !this.jsonEnabled()
+    const result = await runCheckpoint(
+      {
+        criuPath: flags['criu-path'],
+        dryRun: flags['dry-run'],
+        extUnixSk: flags['ext-unix-sk'],
+        externalNs: flags['external-ns'] ?? [],
+        fileLocks: flags['file-locks'],
+        force: flags.force,
+        imagesDir: flags['images-dir'],
+        leaveRunning: flags['leave-running'],
+        networkLock: flags['network-lock'],
+        pid: args.pid,
+        shellJob: flags['shell-job'],
+        tcpEstablished: flags['tcp-established'],
+        timeout: flags.timeout,
+        verbosity: flags.verbose,
+        workDir: flags['work-dir'],
+      },
+      {
+        onSignal(handler) {
+          process.on('SIGINT', handler)
+          process.on('SIGTERM', handler)
+          return () => {
+            process.off('SIGINT', handler)
+            process.off('SIGTERM', handler)
+          }
+        },
+        progress(state, text) {
+          if (!spinner) return
+          if (state === 'start') ux.action.start(text)
+          else ux.action.stop(text)
+        },
+      },
+    )
+    if (flags['dry-run']) {
+      this.log(result.command)
+      return result
+    }
+
+    this.log(`Checkpointed process ${result.pid} into ${result.imagesDir} (CRIU ${result.criuVersion}, ${result.durationMs} ms)${result.leftRunning ? '; it runs on' : ''}`)
+    for (const e of result.external) this.log(`  ${e.type} namespace (inode ${e.inode}) left out as ${e.key}: restore with -J ${e.type}:TARGET`)
+    this.log(`  log: ${result.logFile}`)
+    return result
+  }
+}

@@ -1,0 +1,41 @@
+import {Flags} from '@oclif/core'
+
+import {CriuCommand} from '../../lib/base-command.js'
+import {ExecFailure, runExec} from '../../lib/exec.js'
+import {joinNs} from '../../lib/flags.js'
+
+export default class NsExec extends CriuCommand {
+  static override criuJoinChecks = 'plain' as const
+  static override description = [
+    'Like `nsenter`, with the -J grammar and checks of `restore`: every target is opened and type-checked first, and the command is started in exactly those namespaces (joined in a forked child, never in this process; user is joined after the others and before the credential switch).',
+    'The exit status is the command\'s own (128+N when killed by signal N); 126 when it cannot be run, 127 when it is not found, 1 when a join fails, 2 when the request is refused.',
+  ].join('\n\n')
+  static override examples = [
+    {command: '<%= config.bin %> <%= command.id %> -J net:1234 -J uts:1234 -- ip addr', description: 'What `nsenter -t 1234 -n -u ip addr` does.'},
+    {command: '<%= config.bin %> <%= command.id %> -J user:1234:1000:1000 -J net:1234 -- id', description: 'Join a user namespace as uid/gid 1000 inside it.'},
+    {command: '<%= config.bin %> <%= command.id %> -J net:/run/netns/blue -- ping -c1 10.0.0.1', description: 'Run in a named network namespace.'},
+  ]
+  static override flags = {
+    gid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this GID (default: the user join\'s GID option, else unchanged).'}),
+    'join-ns': joinNs({required: true}),
+    uid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this UID (default: the user join\'s UID option, else unchanged).'}),
+  }
+  static override strict = false
+  static override summary = 'Run a command inside joined namespaces.'
+  static override usage = '<%= command.id %> -J NS:PID|NS_FILE[:UID[:GID]]... [--uid N] [--gid N] -- COMMAND [ARG...]'
+
+  public async run(): Promise<void> {
+    const {argv, flags} = await this.parse(NsExec)
+    const [command, ...args] = argv as string[]
+    if (!command) this.error('give the command to run after --, e.g. ns exec -J net:1234 -- ip addr', {exit: 2})
+    let status: number
+    try {
+      status = await runExec({args, command, gid: flags.gid, joinNs: flags['join-ns'], uid: flags.uid})
+    } catch (error) {
+      if (error instanceof ExecFailure) this.error(error.message, {exit: error.status})
+      throw error
+    }
+
+    this.exit(status)
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * `ns exec`: run a command inside joined namespaces, as nsenter does, with the plugin's
+ * grammar, checks and pinning. The join happens in the forked child (native spawnJoined).
+ */
+import {findProblems} from './checks.js'
+import {FailedError, RefusedError} from './errors.js'
+import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
+import {PinError, PinnedNamespace, pinPath, pinPid, spawnJoined, SpawnJoinedError, waitPid} from './native.js'
+
+export interface ExecRequest {
+  args: readonly string[]
+  command: string
+  gid?: number
+  joinNs: readonly JoinNsSpec[]
+  uid?: number
+}
+
+/** Exit status conventions of shells (and nsenter): 126 found but not runnable, 127 not found. */
+export const EXIT_NOT_RUNNABLE = 126
+export const EXIT_NOT_FOUND = 127
+
+/** The exit status to pass on: the command's own, or 128 + signal as shells report it. */
+export function exitStatus(status: {code: null | number; signal: null | number}): number {
+  return status.code ?? 128 + (status.signal ?? 0)
+}
+
+/** UID/GID: the flags, else the user join's UID/GID options. */
+export function credentials(request: ExecRequest): {gid?: number; uid?: number} {
+  const user = request.joinNs.find(j => j.ns.name === 'user')
+  return {gid: request.gid ?? user?.gid, uid: request.uid ?? user?.uid}
+}
+
+export class ExecFailure extends FailedError {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message)
+  }
+}
+
+/** Run the command joined; resolves to the exit status to leave with. */
+export async function runExec(request: ExecRequest): Promise<number> {
+  const problems = findProblems({forCriu: false, joinNs: request.joinNs}).filter(p => p.severity === 'error')
+  if (problems.length > 0) throw new RefusedError(problems.map(p => p.message).join('\n'))
+  const pins: PinnedNamespace[] = []
+  let pid: number
+  try {
+    for (const spec of request.joinNs) {
+      try {
+        pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid) : pinPath(spec.ns, spec.target.path))
+      } catch (error) {
+        if (error instanceof PinError) throw new RefusedError(`--join-ns ${quote(formatJoinNs(spec))}: ${error.message}`)
+        throw error
+      }
+    }
+
+    try {
+      pid = spawnJoined(request.command, request.args, {...credentials(request), namespaces: pins})
+    } catch (error) {
+      if (!(error instanceof SpawnJoinedError)) throw error
+      const status = error.step === 'execve' ? (error.code === 'ENOENT' ? EXIT_NOT_FOUND : EXIT_NOT_RUNNABLE) : 1
+      throw new ExecFailure(error.message, status)
+    }
+  } finally {
+    for (const p of pins) p.close()
+  }
+
+  return exitStatus(await waitPid(pid))
+}

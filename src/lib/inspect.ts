@@ -1,0 +1,89 @@
+/**
+ * What `ns inspect` shows: the namespaces of a process, or of namespace files.
+ */
+import {readdirSync, readFileSync, statSync} from 'node:fs'
+
+import {RefusedError} from './errors.js'
+import {quote} from './join-ns.js'
+import {namespaceByFlag, NAMESPACES} from './namespaces.js'
+import {inspectPath, PinError} from './native.js'
+
+export interface NamespaceInfo {
+  /** Processes in this namespace (with --holders), at most `limit`. */
+  holders?: {comm: string; pid: number}[]
+  /** How many processes are in it in all (with --holders). */
+  holderCount?: number
+  inode: number
+  /** Inode of the user namespace that owns it, when visible. */
+  ownerUserNs?: number
+  /** For a user namespace: the UID that created it. */
+  ownerUid?: number
+  /** Whether it is also the namespace of the process asking. */
+  sameAsCaller: boolean
+  type: string
+}
+
+export interface InspectedTarget {
+  namespaces: NamespaceInfo[]
+  /** `pid 123` or the path. */
+  target: string
+}
+
+const HOLDERS_SHOWN = 5
+
+/** Every process in the namespace of this type with this inode. */
+function holdersOf(procEntry: string, inode: number): {comm: string; pid: number}[] {
+  const found: {comm: string; pid: number}[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      if (statSync(`/proc/${name}/ns/${procEntry}`).ino === inode) {
+        found.push({comm: readFileSync(`/proc/${name}/comm`, 'utf8').trim(), pid: Number(name)})
+      }
+    } catch {
+      // gone, or not ours to look at
+    }
+  }
+
+  return found.sort((a, b) => a.pid - b.pid)
+}
+
+function describe(path: string, withHolders: boolean): NamespaceInfo {
+  const d = inspectPath(path)
+  const ns = namespaceByFlag(d.nstype)
+  if (!ns) throw new RefusedError(`${quote(path)} is not a namespace file`)
+  const info: NamespaceInfo = {inode: d.ino, ownerUid: d.ownerUid, ownerUserNs: d.ownerIno, sameAsCaller: statSync(`/proc/self/ns/${ns.procEntry}`).ino === d.ino, type: ns.name}
+  if (withHolders) {
+    const all = holdersOf(ns.procEntry, d.ino)
+    info.holders = all.slice(0, HOLDERS_SHOWN)
+    info.holderCount = all.length
+  }
+
+  return info
+}
+
+/** A PID (every namespace type of that process) or a namespace file. */
+export function inspectTarget(arg: string, options: {holders?: boolean} = {}): InspectedTarget {
+  if (/^\d+$/.test(arg)) {
+    const pid = Number(arg)
+    try {
+      statSync(`/proc/${pid}/ns`)
+    } catch {
+      throw new RefusedError(`process ${pid} does not exist`)
+    }
+
+    try {
+      return {namespaces: NAMESPACES.map(ns => describe(`/proc/${pid}/ns/${ns.procEntry}`, Boolean(options.holders))), target: `pid ${pid}`}
+    } catch (error) {
+      if (error instanceof PinError) throw new RefusedError(error.message)
+      throw error
+    }
+  }
+
+  try {
+    return {namespaces: [describe(arg, Boolean(options.holders))], target: arg}
+  } catch (error) {
+    if (error instanceof PinError) throw new RefusedError(error.message)
+    throw error
+  }
+}

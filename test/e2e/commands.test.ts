@@ -1,0 +1,245 @@
+import {expect} from 'chai'
+import {spawn, spawnSync} from 'node:child_process'
+import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {mycli} from '../support/checkpoint.js'
+import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
+
+function flat(text: string): string {
+  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
+}
+
+/** A single-process workload started through `argv` (exec chain, no fork): its PID is the spawned one. */
+async function workload(argv: string[]): Promise<number> {
+  const child = spawn('setsid', argv, {stdio: 'ignore'})
+  const pid = track(child.pid!)
+  child.once('exit', () => {}) // reaped by Node when CRIU ends it
+  await waitFor('the workload to run sleep', () => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep'
+    } catch {
+      return false
+    }
+  })
+  return pid
+}
+
+async function reaped(pid: number): Promise<void> {
+  await waitFor(`process ${pid} to be reaped`, () => !existsSync(`/proc/${pid}`))
+}
+
+/** The plan rows restore --dry-run prints: type -> "action: detail". */
+function planOf(stdout: string): Record<string, string> {
+  const rows: Record<string, string> = {}
+  for (const line of stdout.split('\n')) {
+    const m = /^ {2}(\w+)\s+(joined|restored from the images|created empty|new|inherited)\s+(.*)$/.exec(line)
+    if (m) rows[m[1]] = `${m[2]}: ${m[3]}`
+  }
+
+  return rows
+}
+
+describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', function () {
+  this.timeout(180_000)
+
+  before(requireRoot)
+
+  afterEach(cleanup)
+
+  describe('checkpoint', () => {
+    it('round trip with the plugin alone: checkpoint a host process, restore it into a holder\'s net namespace', async () => {
+      const pid = await workload(['sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      const c = mycli(['checkpoint', String(pid), '-D', dir])
+      expect(c.code, c.stderr).to.equal(0)
+      expect(c.stdout).to.include(`Checkpointed process ${pid} into ${dir}`)
+      await reaped(pid)
+      const holder = await startHolder(['net'])
+      const r = mycli(['restore', '-D', dir, '-J', `net:${holder.pid}`])
+      expect(r.code, r.stderr).to.equal(0)
+      track(pid)
+      expect(nsInode(pid, 'net')).to.equal(nsInode(holder.pid, 'net'))
+    })
+
+    it('--external-ns net leaves the pod\'s net namespace out; restore -J net puts the tree back into one', async () => {
+      const pod = await startHolder(['net'])
+      const pid = await workload(['nsenter', '-t', String(pod.pid), '-n', 'sleep', '100000'])
+      expect(nsInode(pid, 'net')).to.equal(nsInode(pod.pid, 'net'))
+      const dir = join(tempDir(), 'ckpt')
+      const c = mycli(['checkpoint', String(pid), '-D', dir, '--external-ns', 'net', '--network-lock', 'skip', '--json'])
+      expect(c.code, c.stderr).to.equal(0)
+      const out = JSON.parse(c.stdout)
+      expect(out.external).to.deep.equal([{inode: nsInode(pod.pid, 'net'), key: `mycli-net-${nsInode(pod.pid, 'net')}`, type: 'net'}])
+      await reaped(pid)
+      // without a net join the restore is refused: the images have no net namespace to restore
+      const refused = mycli(['restore', '-D', dir])
+      expect(refused.code).to.equal(2)
+      expect(flat(refused.stderr)).to.include('the checkpoint left its net namespace out')
+      const other = await startHolder(['net'])
+      const plan = mycli(['restore', '-D', dir, '-J', `net:${other.pid}`, '--dry-run'])
+      expect(plan.stdout).to.include('--inherit-fd \'fd[3]:mycli-net-')
+      const r = mycli(['restore', '-D', dir, '-J', `net:${other.pid}`])
+      expect(r.code, r.stderr).to.equal(0)
+      track(pid)
+      expect(nsInode(pid, 'net')).to.equal(nsInode(other.pid, 'net'))
+    })
+
+    it('--leave-running keeps the process', async () => {
+      const pid = await workload(['sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      const c = mycli(['checkpoint', String(pid), '-D', dir, '--leave-running'])
+      expect(c.code, c.stderr).to.equal(0)
+      expect(alive(pid)).to.equal(true)
+      expect(readdirSync(dir)).to.include('inventory.img')
+    })
+
+    it('refuses a folder that is not empty unless --force, a missing PID, a host namespace to leave out', async () => {
+      const pid = await workload(['sleep', '100000'])
+      const dir = tempDir()
+      writeFileSync(join(dir, 'something'), 'x')
+      const full = mycli(['checkpoint', String(pid), '-D', dir])
+      expect(full.code).to.equal(2)
+      expect(flat(full.stderr)).to.include('the folder is not empty (1 files)')
+      expect(alive(pid)).to.equal(true)
+      const host = mycli(['checkpoint', String(pid), '-D', join(dir, 'new'), '--external-ns', 'net'])
+      expect(host.code).to.equal(2)
+      expect(flat(host.stderr)).to.include(`process ${pid} shares this net namespace with the host`)
+      expect(existsSync(join(dir, 'new'))).to.equal(false)
+      const uts = mycli(['checkpoint', String(pid), '-D', join(dir, 'new'), '--external-ns', 'uts'])
+      expect(uts.code).to.equal(2)
+      expect(flat(uts.stderr)).to.include('--external-ns "uts": namespace "uts" is not supported here (expected one of: net)')
+      const dead = spawnSync('true').pid!
+      const missing = mycli(['checkpoint', String(dead), '-D', join(dir, 'new')])
+      expect(missing.code).to.equal(2)
+      expect(flat(missing.stderr)).to.include(`process ${dead} does not exist`)
+      const forced = mycli(['checkpoint', String(pid), '-D', dir, '--force'])
+      expect(forced.code, forced.stderr).to.equal(0)
+    })
+  })
+
+  describe('restore --dry-run plans from the images', () => {
+    it('a plain checkpoint: every type inherited, time new, the joins shown', async () => {
+      const pid = await workload(['sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      expect(mycli(['checkpoint', String(pid), '-D', dir]).code).to.equal(0)
+      const holder = await startHolder(['net'])
+      const r = mycli(['restore', '-D', dir, '-J', `net:${holder.pid}`, '--dry-run'])
+      expect(r.code, r.stderr).to.equal(0)
+      expect(planOf(r.stdout)).to.deep.equal({
+        cgroup: 'inherited: the namespace CRIU runs in',
+        ipc: 'inherited: the namespace CRIU runs in',
+        mnt: 'inherited: the namespace CRIU runs in',
+        net: `joined: process ${holder.pid}`,
+        pid: 'inherited: the namespace CRIU runs in',
+        time: 'new: CRIU makes one so that the monotonic clocks go on from the checkpoint',
+        user: 'inherited: the namespace CRIU runs in',
+        uts: 'inherited: the namespace CRIU runs in',
+      })
+      await reaped(pid)
+      expect(existsSync(`/proc/${pid}`), 'nothing restored').to.equal(false)
+    })
+
+    it('a checkpoint with its own net namespace: restored from the images, with its devices', async () => {
+      const pid = await workload(['unshare', '--net', 'sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      const c = mycli(['checkpoint', String(pid), '-D', dir, '--network-lock', 'skip'])
+      expect(c.code, c.stderr).to.equal(0)
+      const r = mycli(['restore', '-D', dir, '--dry-run'])
+      expect(r.code, r.stderr).to.equal(0)
+      const plan = planOf(r.stdout)
+      expect(plan.net).to.equal('restored from the images: devices: lo (loopback)')
+      expect(plan.uts).to.equal('inherited: the namespace CRIU runs in')
+      // joining net would put the images' devices and addresses into the holder's namespace
+      const holder = await startHolder(['net'])
+      const joined = mycli(['restore', '-D', dir, '-J', `net:${holder.pid}`, '--dry-run'])
+      expect(joined.code).to.equal(2)
+      expect(flat(joined.stderr)).to.include('the checkpoint has its own net namespace (devices: lo (loopback)); CRIU would restore its devices, addresses and routes into the joined namespace')
+    })
+
+    it('a checkpoint with its own UTS namespace: refused joins, and what --allow-overwrite really does', async () => {
+      const pid = await workload(['unshare', '--uts', 'sh', '-c', 'hostname ckpt-host; exec sleep 100000'])
+      const dir = join(tempDir(), 'ckpt')
+      expect(mycli(['checkpoint', String(pid), '-D', dir]).code).to.equal(0)
+      await reaped(pid)
+      const r = mycli(['restore', '-D', dir, '--dry-run'])
+      expect(planOf(r.stdout).uts).to.equal('restored from the images: hostname "ckpt-host"')
+      const holder = await startHolder(['uts'], 'pod-host')
+      const refused = mycli(['restore', '-D', dir, '-J', `uts:${holder.pid}`])
+      expect(refused.code).to.equal(2)
+      expect(flat(refused.stderr)).to.include('the checkpoint has its own UTS namespace (hostname "ckpt-host"); CRIU would set the joined namespace\'s hostname and domain name to the checkpoint\'s Hint: pass --allow-overwrite')
+      expect(existsSync(`/proc/${pid}`)).to.equal(false)
+      const hostname = () => spawnSync('nsenter', ['-t', String(holder.pid), '-u', 'hostname'], {encoding: 'utf8'}).stdout.trim()
+      expect(hostname()).to.equal('pod-host')
+      // The refusal is warranted: with the override, CRIU rewrites the holder's hostname.
+      const forced = mycli(['restore', '-D', dir, '-J', `uts:${holder.pid}`, '--allow-overwrite'])
+      expect(forced.code, forced.stderr).to.equal(0)
+      track(pid)
+      expect(nsInode(pid, 'uts')).to.equal(nsInode(holder.pid, 'uts'))
+      expect(hostname()).to.equal('ckpt-host')
+    })
+  })
+
+  describe('ns inspect', () => {
+    it('shows which namespaces of a process differ from ours, with inodes and holders (--json)', async () => {
+      const holder = await startHolder(['net', 'uts'])
+      const r = mycli(['ns', 'inspect', String(holder.pid), '--holders', '--json'])
+      expect(r.code, r.stderr).to.equal(0)
+      const [result] = JSON.parse(r.stdout)
+      expect(result.target).to.equal(`pid ${holder.pid}`)
+      for (const ns of result.namespaces) {
+        expect(ns.inode, ns.type).to.equal(nsInode(holder.pid, ns.type))
+        expect(ns.sameAsCaller, ns.type).to.equal(!['net', 'uts'].includes(ns.type))
+      }
+
+      const net = result.namespaces.find((n: {type: string}) => n.type === 'net')
+      expect(net.holders).to.deep.equal([{comm: 'sleep', pid: holder.pid}])
+      expect(net.ownerUserNs).to.equal(nsInode('self', 'user'))
+    })
+
+    it('a /run/netns file, and a table for people', () => {
+      const path = addNetns(`crt-inspect-${process.pid}`)
+      const r = mycli(['ns', 'inspect', path])
+      expect(r.code, r.stderr).to.equal(0)
+      expect(r.stdout).to.match(new RegExp(`^${path}:\\n\\s*type\\s+inode\\s+owner user ns\\s+yours`))
+      expect(r.stdout).to.match(/net\s+\d+\s+\d+\s+differs/)
+    })
+
+    it('refuses a file that is not a namespace and a missing process (exit 2)', () => {
+      const file = join(tempDir(), 'f')
+      writeFileSync(file, '')
+      expect(mycli(['ns', 'inspect', file]).code).to.equal(2)
+      const dead = spawnSync('true').pid!
+      const r = mycli(['ns', 'inspect', String(dead)])
+      expect(r.code).to.equal(2)
+      expect(flat(r.stderr)).to.include(`process ${dead} does not exist`)
+    })
+  })
+
+  describe('ns exec', () => {
+    it('replaces nsenter -t PID -n -u: runs inside, passes the exit status on', async () => {
+      const holder = await startHolder(['net', 'uts'], 'exec-host')
+      const r = mycli(['ns', 'exec', '-J', `net:${holder.pid}`, '-J', `uts:${holder.pid}`, '--', 'sh', '-c', 'readlink /proc/self/ns/net; hostname; exit 7'])
+      expect(r.code, r.stderr).to.equal(7)
+      expect(r.stdout.trim().split('\n')).to.deep.equal([`net:[${nsInode(holder.pid, 'net')}]`, 'exec-host'])
+    })
+
+    it('joins a user namespace as the user join\'s uid/gid', async () => {
+      const holder = await startHolder(['user'])
+      const r = mycli(['ns', 'exec', '-J', `user:${holder.pid}:1000:1000`, '--', 'sh', '-c', 'id -u; id -g; readlink /proc/self/ns/user'])
+      expect(r.code, r.stderr).to.equal(0)
+      expect(r.stdout.trim().split('\n')).to.deep.equal(['1000', '1000', `user:[${nsInode(holder.pid, 'user')}]`])
+      expect(r.stderr, 'no CRIU warning for ns exec').not.to.include('dangerous')
+    })
+
+    it('127 for a missing command, 2 for a bad target, 2 without a command', async () => {
+      const holder = await startHolder(['net'])
+      expect(mycli(['ns', 'exec', '-J', `net:${holder.pid}`, '--', 'no-such-command-x']).code).to.equal(127)
+      const dead = spawnSync('true').pid!
+      const bad = mycli(['ns', 'exec', '-J', `net:${dead}`, '--', 'true'])
+      expect(bad.code).to.equal(2)
+      expect(flat(bad.stderr)).to.include(`process ${dead} does not exist (or exited)`)
+      expect(mycli(['ns', 'exec', '-J', `net:${holder.pid}`]).code).to.equal(2)
+    })
+  })
+})
