@@ -10,7 +10,7 @@
  *   5. validation: parse, pin and check 1, 8, 64 -J targets (library level)
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -33,9 +33,7 @@ function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6
 }
 
-const lines: string[] = []
 function report(line: string): void {
-  lines.push(line)
   console.log(line)
 }
 
@@ -246,7 +244,6 @@ async function main(): Promise<void> {
   await benchLargeRestore(criuPath)
   benchStartup()
   benchValidation()
-  if (process.argv.includes('--write')) writeFileSync(join(REPO, 'bench', 'last-run.txt'), `${lines.join('\n')}\n`)
 }
 
 main().catch(error => {

@@ -22,7 +22,7 @@ export default class NsExec extends CriuCommand {
   }
   static override strict = false
   static override summary = 'Run a command inside joined namespaces.'
-  static override usage = '<%= command.id %> -J NS:PID|NS_FILE[:UID[:GID]]... [--uid N] [--gid N] -- COMMAND [ARG...]'
+  static override usage = 'ns exec -J NS:PID|NS_FILE[:UID[:GID]]... [--uid N] [--gid N] -- COMMAND [ARG...]'
 
   public async run(): Promise<void> {
     const {argv, flags} = await this.parse(NsExec)
