@@ -105,6 +105,19 @@ Napi::Object Describe(Napi::Env env, int fd, const std::string& label) {
   return out;
 }
 
+// The description of a pinned fd, with the fd in it; the fd is closed if describing fails, so
+// that the caller owns it exactly when this returns.
+Napi::Object DescribePinned(Napi::Env env, int fd, const std::string& label) {
+  try {
+    Napi::Object out = Describe(env, fd, label);
+    out.Set("fd", Napi::Number::New(env, fd));
+    return out;
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+}
+
 // inspectPath(path) -> description. Opens with O_CLOEXEC and closes before returning.
 Napi::Value InspectPath(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -145,14 +158,7 @@ Napi::Value PinPid(const Napi::CallbackInfo& info) {
     close(fd);
     throw SysError(env, "pidfd_send_signal", ESRCH, path);
   }
-  try {
-    Napi::Object out = Describe(env, fd, path);
-    out.Set("fd", Napi::Number::New(env, fd));
-    return out;
-  } catch (...) {
-    close(fd);
-    throw;
-  }
+  return DescribePinned(env, fd, path);
 }
 
 // pinPath(path) -> {fd, ...description}. The caller checks the type.
@@ -161,14 +167,7 @@ Napi::Value PinPath(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>();
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) throw SysError(env, "open", errno, path);
-  try {
-    Napi::Object out = Describe(env, fd, path);
-    out.Set("fd", Napi::Number::New(env, fd));
-    return out;
-  } catch (...) {
-    close(fd);
-    throw;
-  }
+  return DescribePinned(env, fd, path);
 }
 
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {

@@ -1,4 +1,4 @@
-import {Args, Flags, ux} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {NETWORK_LOCK_METHODS, runCheckpoint} from '../lib/checkpoint.js'
@@ -40,7 +40,6 @@ export default class Checkpoint extends CriuCommand {
 
   public async run() {
     const {args, flags} = await this.parse(Checkpoint)
-    const spinner = process.stderr.isTTY && !this.jsonEnabled()
     const result = await runCheckpoint(
       {
         criuPath: flags['criu-path'],
@@ -59,21 +58,7 @@ export default class Checkpoint extends CriuCommand {
         verbosity: flags.verbose,
         workDir: flags['work-dir'],
       },
-      {
-        onSignal(handler) {
-          process.on('SIGINT', handler)
-          process.on('SIGTERM', handler)
-          return () => {
-            process.off('SIGINT', handler)
-            process.off('SIGTERM', handler)
-          }
-        },
-        progress(state, text) {
-          if (!spinner) return
-          if (state === 'start') ux.action.start(text)
-          else ux.action.stop(text)
-        },
-      },
+      this.criuIO(),
     )
     if (flags['dry-run']) {
       this.log(result.command)

@@ -1,4 +1,4 @@
-import {Flags, ux} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
@@ -120,21 +120,8 @@ export default class Restore extends CriuCommand {
       return plan
     }
 
-    const spinner = process.stderr.isTTY && !this.jsonEnabled()
     const result = await runRestore(request, {
-      onSignal(handler) {
-        process.on('SIGINT', handler)
-        process.on('SIGTERM', handler)
-        return () => {
-          process.off('SIGINT', handler)
-          process.off('SIGTERM', handler)
-        }
-      },
-      progress(state, text) {
-        if (!spinner) return
-        if (state === 'start') ux.action.start(text)
-        else ux.action.stop(text)
-      },
+      ...this.criuIO(),
       restored: (pid, namespaces) => this.report(pid, namespaces),
     })
     if (request.detached) {

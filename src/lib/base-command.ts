@@ -2,7 +2,9 @@
  * What the plugin's commands share: the marker the prerun hook looks for, and turning the
  * plugin's errors into one message with the documented exit code (never a stack trace).
  */
-import {Command} from '@oclif/core'
+import {Command, ux} from '@oclif/core'
+
+import type {RestoreIO} from './restore.js'
 
 import {CriuPluginError, EXIT_REFUSED} from './errors.js'
 import {userFacingMessage} from './flags.js'
@@ -13,6 +15,29 @@ export abstract class CriuCommand extends Command {
    * CRIU does the joining (its limits apply), 'plain' when the plugin joins by itself.
    */
   static readonly criuJoinChecks: 'criu' | 'plain' = 'criu'
+
+  /**
+   * How a long CRIU run talks to the terminal: a spinner on a TTY only (quiet in pipes, CI and
+   * --json), and SIGINT/SIGTERM passed on to stop CRIU for as long as it runs.
+   */
+  protected criuIO(): RestoreIO {
+    const spinner = Boolean(process.stderr.isTTY) && !this.jsonEnabled()
+    return {
+      onSignal(handler) {
+        process.on('SIGINT', handler)
+        process.on('SIGTERM', handler)
+        return () => {
+          process.off('SIGINT', handler)
+          process.off('SIGTERM', handler)
+        }
+      },
+      progress(state, text) {
+        if (!spinner) return
+        if (state === 'start') ux.action.start(text)
+        else ux.action.stop(text)
+      },
+    }
+  }
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     const flagMessage = userFacingMessage(error)
