@@ -178,6 +178,27 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       expect(nsInode(pid, 'uts')).to.equal(nsInode(holder.pid, 'uts'))
       expect(hostname()).to.equal('ckpt-host')
     })
+
+    it('a checkpoint with its own IPC namespace: -J ipc refused; with --allow-overwrite CRIU writes its sysctls and shm into the holder', async () => {
+      const pid = await workload(['unshare', '--ipc', 'sh', '-c', 'echo 12345 > /proc/sys/kernel/msgmax; ipcmk -M 4096 >/dev/null; exec sleep 100000'])
+      const dir = join(tempDir(), 'ckpt')
+      expect(mycli(['checkpoint', String(pid), '-D', dir]).code).to.equal(0)
+      await reaped(pid)
+      expect(planOf(mycli(['restore', '-D', dir, '--dry-run']).stdout).ipc).to.equal('restored from the images: the tree had its own')
+      const holder = await startHolder(['ipc'])
+      const inHolder = (cmd: string) => spawnSync('nsenter', ['-t', String(holder.pid), '-i', 'sh', '-c', cmd], {encoding: 'utf8'}).stdout.trim()
+      const before = {msgmax: inHolder('cat /proc/sys/kernel/msgmax'), shm: inHolder('ipcs -m | grep -c 0x || true')}
+      expect(before).to.deep.equal({msgmax: '8192', shm: '0'})
+      const refused = mycli(['restore', '-D', dir, '-J', `ipc:${holder.pid}`])
+      expect(refused.code).to.equal(2)
+      expect(flat(refused.stderr)).to.include('the checkpoint has its own IPC namespace; CRIU would write its IPC sysctls and SysV objects')
+      expect(inHolder('cat /proc/sys/kernel/msgmax')).to.equal('8192')
+      const forced = mycli(['restore', '-D', dir, '-J', `ipc:${holder.pid}`, '--allow-overwrite'])
+      expect(forced.code, forced.stderr).to.equal(0)
+      track(pid)
+      expect(nsInode(pid, 'ipc')).to.equal(nsInode(holder.pid, 'ipc'))
+      expect({msgmax: inHolder('cat /proc/sys/kernel/msgmax'), shm: inHolder('ipcs -m | grep -c 0x || true')}).to.deep.equal({msgmax: '12345', shm: '1'})
+    })
   })
 
   describe('ns inspect', () => {
