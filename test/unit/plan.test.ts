@@ -1,0 +1,39 @@
+import {expect} from 'chai'
+
+import {parseJoinNs} from '../../src/lib/join-ns.js'
+import {namespaceByName} from '../../src/lib/namespaces.js'
+import {CheckpointNamespaces, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
+
+const ns = (name: string) => namespaceByName(name)!
+const spec = (text: string) => parseJoinNs(text, '/')
+
+describe('restore plan (pure)', () => {
+  const ownNetWithVeth: CheckpointNamespaces = {
+    netDevices: [{name: 'lo', type: 1}, {name: 'eth0', type: 2}],
+    own: [{detail: 'devices: lo (loopback), eth0 (veth)', ns: ns('net')}, {detail: 'hostname "a"', ns: ns('uts')}],
+  }
+
+  it('names an action for each of the eight types', () => {
+    const rows = planNamespaces(ownNetWithVeth, {emptyNs: [], joinNs: [spec('ipc:/run/x')]})
+    expect(rows.map(r => `${r.type}=${r.action}`)).to.deep.equal([
+      'cgroup=inherited', 'ipc=joined', 'mnt=inherited', 'net=restored from the images', 'pid=inherited', 'time=new', 'user=inherited', 'uts=restored from the images',
+    ])
+    expect(planNamespaces({netDevices: [], own: []}, {emptyNs: [ns('net')], joinNs: []}).find(r => r.type === 'net')!.action).to.equal('created empty')
+  })
+
+  it('refuses joining net when the images carry veth devices, naming them', () => {
+    expect(joinConflicts(ownNetWithVeth, [spec('net:5')])).to.deep.equal([
+      {message: '--join-ns "net:5": the checkpoint\'s own net namespace has veth devices (eth0), which CRIU cannot restore into a joined namespace', overridable: true},
+    ])
+  })
+
+  it('finds no conflict for types the checkpoint did not have to itself', () => {
+    expect(joinConflicts(ownNetWithVeth, [spec('ipc:5'), spec('time:5')])).to.deep.equal([])
+    expect(joinConflicts({netDevices: [], own: []}, [spec('net:5'), spec('uts:5')])).to.deep.equal([])
+  })
+
+  it('marks a join of an external net namespace in the plan', () => {
+    const rows = planNamespaces({externalNetKey: 'mycli-net-9', netDevices: [], own: []}, {emptyNs: [], joinNs: [spec('net:5')]})
+    expect(rows.find(r => r.type === 'net')!.detail).to.equal('process 5 (the checkpoint\'s external net namespace "mycli-net-9")')
+  })
+})
