@@ -520,6 +520,13 @@ Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// getChildSubreaper() -> whether this process is a child subreaper now.
+Napi::Value GetChildSubreaper(const Napi::CallbackInfo& info) {
+  int on = 0;
+  if (prctl(PR_GET_CHILD_SUBREAPER, &on, 0, 0, 0) != 0) throw SysError(info.Env(), "prctl(PR_GET_CHILD_SUBREAPER)", errno);
+  return Napi::Boolean::New(info.Env(), on != 0);
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -533,6 +540,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("waitPid", Napi::Function::New(env, WaitPid));
   exports.Set("probeHwBreakpoints", Napi::Function::New(env, ProbeHwBreakpoints));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
+  exports.Set("getChildSubreaper", Napi::Function::New(env, GetChildSubreaper));
   return exports;
 }
 

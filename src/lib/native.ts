@@ -39,6 +39,7 @@ interface NativeModule {
   pinPath(path: string): NsDescription & {fd: number}
   pinPid(pid: number, procEntry: string): NsDescription & {fd: number}
   probeHwBreakpoints(boundMs: number): {detail: string; works: boolean | null}
+  getChildSubreaper(): boolean
   setChildSubreaper(on: boolean): void
   spawnJoined(request: SpawnRequest): number
   supported: boolean
@@ -331,6 +332,11 @@ export function waitPid(pid: number): Promise<{code: null | number; signal: null
 /** One run of the hardware breakpoint probe (x86-64: DR0/DR7 on a traced child). */
 export function probeHwBreakpoints(boundMs = 50): {detail: string; works: boolean | null} {
   return native().probeHwBreakpoints(boundMs)
+}
+
+/** Whether this process is a child subreaper now. */
+export function isChildSubreaper(): boolean {
+  return native().getChildSubreaper()
 }
 
 /** Make orphaned descendants (a killed CRIU's tasks) children of this process instead of PID 1. */

@@ -16,7 +16,7 @@ import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
-import {PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
+import {isChildSubreaper, PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
@@ -398,14 +398,20 @@ function parentOf(pid: number): number | undefined {
 }
 
 let subreaperHolds = 0
+let subreaperBefore = false
 
-/** Subreaper while at least one restore runs in this process (restores may run concurrently). */
+/**
+ * Subreaper while at least one restore runs in this process (restores may run concurrently);
+ * afterwards the setting is what it was, so a host that is a subreaper itself stays one.
+ */
 function holdSubreaper(): void {
-  if (subreaperHolds++ === 0) setChildSubreaper(true)
+  if (subreaperHolds++ > 0) return
+  subreaperBefore = isChildSubreaper()
+  if (!subreaperBefore) setChildSubreaper(true)
 }
 
 function releaseSubreaper(): void {
-  if (--subreaperHolds === 0) setChildSubreaper(false)
+  if (--subreaperHolds === 0 && !subreaperBefore) setChildSubreaper(false)
 }
 
 /**

@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 
 import {namespaceByName} from '../../src/lib/namespaces.js'
+import {isChildSubreaper, setChildSubreaper} from '../../src/lib/native.js'
 import {runRestore} from '../../src/lib/restore.js'
 import {Checkpoint, checkpoint} from '../support/checkpoint.js'
 import {alive, cleanup, fdCount, nsInode, requireRoot, startHolder, track} from '../support/system.js'
@@ -42,5 +43,17 @@ describe('load: 16 restores into one net namespace, 4 at a time (library, in thi
     }
 
     expect(fdCount(), 'open fds of this process').to.equal(fdsBefore)
+  })
+
+  it('leaves the host process\'s own subreaper setting as it found it', async () => {
+    const net = namespaceByName('net')!
+    const holder = await startHolder(['net'])
+    for (const hostIsSubreaper of [true, false]) {
+      setChildSubreaper(hostIsSubreaper)
+      const c = await checkpoint()
+      const result = await runRestore({detached: true, emptyNs: [], imagesDir: c.dir, joinNs: [{ns: net, target: {kind: 'pid', pid: holder.pid}}]})
+      track(result.pid)
+      expect(isChildSubreaper()).to.equal(hostIsSubreaper)
+    }
   })
 })
