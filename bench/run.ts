@@ -18,6 +18,7 @@ import {findProblems} from '../src/lib/checks.js'
 import {parseJoinNs} from '../src/lib/join-ns.js'
 import {namespaceByName} from '../src/lib/namespaces.js'
 import {PinnedNamespace, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
+import {runRestore} from '../src/lib/restore.js'
 
 const REPO = join(__dirname, '..', '..')
 const BIN = join(REPO, 'bin', 'run.js')
@@ -150,10 +151,11 @@ async function benchLargeRestore(criuPath: string): Promise<void> {
   const mib = QUICK ? 256 : 1024
   const touch = `import time\nb = b"\\x01" * (${mib} << 20)\ntime.sleep(100000)`
   const ck = await checkpointOf(criuPath, ['python3', '-c', touch], QUICK ? 1000 : 3000)
-  const runs = QUICK ? 2 : 5
+  const runs = QUICK ? 2 : 9
   const plugin: number[] = []
   const direct: number[] = []
   const startup: number[] = []
+  const library: number[] = []
   const env = {...process.env, CRIU_PATH: criuPath}
   for (let i = 0; i < runs; i++) {
     let t0 = nowMs()
@@ -171,13 +173,18 @@ async function benchLargeRestore(criuPath: string): Promise<void> {
     if (c.status !== 0) throw new Error('criu restore failed')
     rmSync(work, {force: true, recursive: true})
     await killAndReap(ck.pid)
+    t0 = nowMs()
+    await runRestore({criuPath, detached: true, emptyNs: [], imagesDir: ck.dir, joinNs: []})
+    library.push(nowMs() - t0)
+    await killAndReap(ck.pid)
   }
 
   rmSync(ck.dir, {force: true, recursive: true})
-  const [p, d, v] = [median(plugin), median(direct), median(startup)]
+  const [p, d, v, l] = [median(plugin), median(direct), median(startup), median(library)]
   report(`3. large restore, ${mib} MiB touched (median of ${runs} interleaved runs):`)
   report(`   mycli restore ${p.toFixed(0)} ms, criu restore ${d.toFixed(0)} ms, ratio ${(p / d).toFixed(3)} (target <= 1.03)`)
   report(`   without the CLI's own startup (mycli --version ${v.toFixed(0)} ms): ratio ${((p - v) / d).toFixed(3)}`)
+  report(`   the library in this process (runRestore, no CLI start): ${l.toFixed(0)} ms, ratio to criu ${(l / d).toFixed(3)}`)
 }
 
 function benchStartup(): void {

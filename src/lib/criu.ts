@@ -2,10 +2,8 @@
  * Finding CRIU, knowing its version, and the environment it needs on this machine.
  */
 import {execFile} from 'node:child_process'
-import {
-  accessSync, constants, readFileSync, writeFileSync,
-} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {accessSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync} from 'node:fs'
+import {homedir} from 'node:os'
 import {delimiter, join} from 'node:path'
 
 import {FailedError} from './errors.js'
@@ -75,15 +73,60 @@ export function findCriu(flag: string | undefined, env: NodeJS.ProcessEnv = proc
 }
 
 /** Run `criu --version` and check it is new enough. */
+/**
+ * The plugin's cache folder: $XDG_CACHE_HOME or ~/.cache, not the shared temp folder (another
+ * user could plant answers there for root to read).
+ */
+export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'oclif-plugin-criu')
+}
+
+function readCache<T>(name: string): Record<string, T> {
+  try {
+    return JSON.parse(readFileSync(join(cacheDir(), name), 'utf8')) as Record<string, T>
+  } catch {
+    return {}
+  }
+}
+
+function writeCache<T>(name: string, data: Record<string, T>): void {
+  try {
+    mkdirSync(cacheDir(), {mode: 0o700, recursive: true})
+    writeFileSync(join(cacheDir(), name), JSON.stringify(data), {mode: 0o600})
+  } catch {
+    // an unwritable cache only costs the work again next time
+  }
+}
+
+/** What identifies one CRIU binary: a replaced or upgraded file has another inode, size or mtime. */
+function binaryKey(path: string): string | undefined {
+  try {
+    const st = statSync(realpathSync(path))
+    return `${realpathSync(path)}:${st.ino}:${st.size}:${st.mtimeMs}`
+  } catch {
+    return undefined
+  }
+}
+
+/** Run `criu --version` (answer cached per binary) and check it is new enough. */
 export async function criuVersion(path: string): Promise<CriuVersion> {
-  const output = await new Promise<string>((resolve, reject) => {
-    execFile(path, ['--version'], {timeout: 10_000}, (error, stdout) => {
-      if (error) reject(new FailedError(`cannot run ${path} --version: ${error.message.split('\n')[0]}`))
-      else resolve(stdout)
+  const key = binaryKey(path)
+  const cached = readCache<CriuVersion>('criu-versions.json')
+  let version = key ? cached[key] : undefined
+  if (!version) {
+    const output = await new Promise<string>((resolve, reject) => {
+      execFile(path, ['--version'], {timeout: 10_000}, (error, stdout) => {
+        if (error) reject(new FailedError(`cannot run ${path} --version: ${error.message.split('\n')[0]}`))
+        else resolve(stdout)
+      })
     })
-  })
-  const version = parseCriuVersion(output)
-  if (!version) throw new FailedError(`${path} does not look like CRIU: its --version printed ${JSON.stringify(output.trim().slice(0, 80))}`)
+    version = parseCriuVersion(output)
+    if (!version) throw new FailedError(`${path} does not look like CRIU: its --version printed ${JSON.stringify(output.trim().slice(0, 80))}`)
+    // Keep the entries of binaries that still exist, so the file does not grow without end.
+    const kept = Object.fromEntries(Object.entries(cached).filter(([k]) => existsSync(k.slice(0, k.indexOf(':')))))
+    if (key) writeCache('criu-versions.json', {...kept, [key]: version})
+  }
+
   if (!versionAtLeast(version, MIN_CRIU)) {
     throw new FailedError(
       `CRIU ${version.text} at ${path} is too old: restore needs CRIU ${formatVersion(MIN_CRIU)} or newer`,
@@ -96,7 +139,7 @@ export async function criuVersion(path: string): Promise<CriuVersion> {
 
 /**
  * Whether hardware breakpoints work here, asked once per boot: the native probe's answer is
- * cached in the temp folder under the kernel's boot id.
+ * cached (cacheDir) under the kernel's boot id.
  */
 export function hwBreakpointsWork(probe: () => {works: boolean | null}): boolean | null {
   let bootId = 'unknown'
@@ -106,21 +149,10 @@ export function hwBreakpointsWork(probe: () => {works: boolean | null}): boolean
     // no /proc: the probe runs every time
   }
 
-  const cache = join(tmpdir(), `oclif-plugin-criu-hwbp-${bootId}.json`)
-  try {
-    const cached = JSON.parse(readFileSync(cache, 'utf8')) as {works: boolean | null}
-    if (cached.works === true || cached.works === false || cached.works === null) return cached.works
-  } catch {
-    // not cached yet
-  }
-
+  const cached = readCache<boolean | null>('hw-breakpoints.json')
+  if (bootId !== 'unknown' && bootId in cached) return cached[bootId]
   const {works} = probe()
-  try {
-    writeFileSync(cache, JSON.stringify({works}))
-  } catch {
-    // an unwritable temp folder only costs a probe next time
-  }
-
+  if (bootId !== 'unknown') writeCache('hw-breakpoints.json', {[bootId]: works})
   return works
 }
 

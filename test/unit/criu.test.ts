@@ -1,11 +1,13 @@
 import {expect} from 'chai'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {
+  cacheDir,
   criuEnvironment,
   criuErrorLines,
+  criuVersion,
   findCriu,
   FI_NO_BREAKPOINTS,
   hintFor,
@@ -77,6 +79,32 @@ describe('CRIU (pure functions)', () => {
         expect(findCriu(undefined, {PATH: dir})).to.equal(fake)
         expect(() => findCriu(join(dir, 'nope'), {})).to.throw(FailedError, `CRIU not found at ${join(dir, 'nope')} (--criu-path)`)
       } finally {
+        rmSync(dir, {force: true, recursive: true})
+      }
+    })
+
+    it('caches `criu --version` per binary in the user\'s cache folder, and notices a replaced binary', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'criu-cache-'))
+      const saved = process.env.XDG_CACHE_HOME
+      process.env.XDG_CACHE_HOME = join(dir, 'cache')
+      try {
+        const fake = join(dir, 'criu')
+        const calls = join(dir, 'calls')
+        writeFileSync(fake, `#!/bin/sh\necho x >> ${calls}\necho "Version: 4.2.1"\n`, {mode: 0o755})
+        expect((await criuVersion(fake)).text).to.equal('4.2.1')
+        expect((await criuVersion(fake)).text).to.equal('4.2.1')
+        expect(readFileSync(calls, 'utf8'), 'asked once').to.equal('x\n')
+        expect(cacheDir()).to.equal(join(dir, 'cache', 'oclif-plugin-criu'))
+        // an upgrade in place (new size) is asked again
+        writeFileSync(fake, `#!/bin/sh\necho x >> ${calls}\necho "Version: 3.13"\n\n`, {mode: 0o755})
+        await criuVersion(fake).then(
+          () => expect.fail('3.13 is too old'),
+          (error: Error) => expect(error.message).to.include('CRIU 3.13 at'),
+        )
+        expect(readFileSync(calls, 'utf8')).to.equal('x\nx\n')
+      } finally {
+        if (saved === undefined) delete process.env.XDG_CACHE_HOME
+        else process.env.XDG_CACHE_HOME = saved
         rmSync(dir, {force: true, recursive: true})
       }
     })
