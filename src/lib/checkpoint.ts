@@ -1,16 +1,17 @@
 /**
  * Checkpoint a process tree with CRIU, ready for a later `restore -J`. Usable without oclif.
  */
-import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
-import {criuEnvironment, criuErrorLines, criuVersion, findCriu, hintFor, hwBreakpointsWork} from './criu.js'
+import {criuEnvironment, criuFailure, criuVersion, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
-import {CriuRun, Exit, formatCommand, hasAdminCapability, RestoreIO, supervise} from './restore.js'
+import {isRunning} from './proc.js'
+import {CriuRun, formatCommand, hasAdminCapability, RestoreIO, supervise} from './restore.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -70,15 +71,6 @@ export function planCheckpoint(request: CheckpointRequest, facts: {external: Ext
   return argv
 }
 
-function processExists(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return false
-  }
-}
-
 /** Which of the requested namespaces the tree has apart from CRIU's (ours); the others are the host's. */
 function externalNamespaces(request: CheckpointRequest): ExternalNamespace[] {
   return request.externalNs.map(ns => {
@@ -114,25 +106,13 @@ function prepareImagesDir(dir: string, force: boolean | undefined, dryRun: boole
 function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!Number.isInteger(request.pid) || request.pid < 1) throw new RefusedError(`PID ${quote(String(request.pid))} is not a whole number above 0`)
   if (!request.dryRun && !hasAdminCapability()) throw new FailedError('checkpoint needs root: CRIU needs CAP_SYS_ADMIN to dump a process tree', 'run it as root (sudo)')
-  if (!processExists(request.pid)) throw new RefusedError(`process ${request.pid} does not exist`)
+  if (!isRunning(request.pid)) throw new RefusedError(`process ${request.pid} does not exist`)
   const external = externalNamespaces(request)
   if (request.workDir !== undefined && !statSync(request.workDir, {throwIfNoEntry: false})?.isDirectory()) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`)
   }
 
   return external
-}
-
-function dumpFailure(logFile: string, exit: Exit): FailedError {
-  let log = ''
-  try {
-    log = readFileSync(logFile, 'utf8')
-  } catch {
-    // no log written
-  }
-
-  const lines = criuErrorLines(log)
-  return new FailedError(`CRIU dump failed (${exit.signal ?? `exit code ${exit.code}`})${lines.map(l => `\n  ${l}`).join('')}\nLog: ${logFile}`, hintFor(log), logFile)
 }
 
 export async function runCheckpoint(request: CheckpointRequest, io: RestoreIO = {}): Promise<CheckpointResult> {
@@ -165,7 +145,7 @@ export async function runCheckpoint(request: CheckpointRequest, io: RestoreIO = 
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     if (run.stopped) throw run.stopped
-    if (exit.code !== 0) throw dumpFailure(logFile, exit)
+    if (exit.code !== 0) throw criuFailure('dump', logFile, exit)
 
     return {...result, durationMs: Date.now() - started}
   } catch (error) {

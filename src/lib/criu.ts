@@ -166,6 +166,23 @@ export function criuEnvironment(version: CriuVersion, breakpointsWork: () => boo
   return breakpointsWork() === false ? {...env, CRIU_FAULT: FI_NO_BREAKPOINTS} : {...env}
 }
 
+export type Exit = {code: null | number; signal: NodeJS.Signals | null}
+
+/** The error for a CRIU that ended badly: its first error lines (else its stderr), its log, a hint. */
+export function criuFailure(action: 'dump' | 'restore', logFile: string, exit: Exit, stderr = ''): FailedError {
+  let log = ''
+  try {
+    log = readFileSync(logFile, 'utf8')
+  } catch {
+    // no log: CRIU failed before it could write one
+  }
+
+  const lines = criuErrorLines(log)
+  const shown = lines.length > 0 ? lines : stderr.trim().split('\n').filter(Boolean).slice(0, 5)
+  const detail = shown.map(l => `\n  ${l}`).join('')
+  return new FailedError(`CRIU ${action} failed (${exit.signal ?? `exit code ${exit.code}`})${detail}\nLog: ${logFile}`, hintFor(log + stderr), logFile)
+}
+
 /** An error CRIU prints on every run on these machines, and that changes nothing. */
 const HARMLESS = /rlimit: Can't setup RLIMIT_NOFILE/
 

@@ -4,8 +4,8 @@
  */
 import {findProblems} from './checks.js'
 import {FailedError, RefusedError} from './errors.js'
-import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
-import {PinError, PinnedNamespace, pinPath, pinPid, spawnJoined, SpawnJoinedError, waitPid} from './native.js'
+import {JoinNsSpec} from './join-ns.js'
+import {pinJoins, spawnJoined, SpawnJoinedError, waitPid} from './native.js'
 
 export interface ExecRequest {
   args: readonly string[]
@@ -43,25 +43,14 @@ export class ExecFailure extends FailedError {
 export async function runExec(request: ExecRequest): Promise<number> {
   const problems = findProblems({forCriu: false, joinNs: request.joinNs}).filter(p => p.severity === 'error')
   if (problems.length > 0) throw new RefusedError(problems.map(p => p.message).join('\n'))
-  const pins: PinnedNamespace[] = []
+  const pins = pinJoins(request.joinNs)
   let pid: number
   try {
-    for (const spec of request.joinNs) {
-      try {
-        pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid) : pinPath(spec.ns, spec.target.path))
-      } catch (error) {
-        if (error instanceof PinError) throw new RefusedError(`--join-ns ${quote(formatJoinNs(spec))}: ${error.message}`)
-        throw error
-      }
-    }
-
-    try {
-      pid = spawnJoined(request.command, request.args, {...credentials(request), namespaces: pins})
-    } catch (error) {
-      if (!(error instanceof SpawnJoinedError)) throw error
-      const status = error.step === 'execve' ? (error.code === 'ENOENT' ? EXIT_NOT_FOUND : EXIT_NOT_RUNNABLE) : 1
-      throw new ExecFailure(error.message, status)
-    }
+    pid = spawnJoined(request.command, request.args, {...credentials(request), namespaces: pins})
+  } catch (error) {
+    if (!(error instanceof SpawnJoinedError)) throw error
+    const status = error.step === 'execve' ? (error.code === 'ENOENT' ? EXIT_NOT_FOUND : EXIT_NOT_RUNNABLE) : 1
+    throw new ExecFailure(error.message, status)
   } finally {
     for (const p of pins) p.close()
   }

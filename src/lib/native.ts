@@ -5,6 +5,8 @@
  */
 import {join} from 'node:path'
 
+import {RefusedError} from './errors.js'
+import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc, namespaceByFlag} from './namespaces.js'
 
 export interface NsDescription {
@@ -213,6 +215,29 @@ export function pinPath(ns: NamespaceDesc, path: string): PinnedNamespace {
   }
 
   return new PinnedNamespace(ns, d, path)
+}
+
+/**
+ * Pin every --join-ns target, in order; on the first that cannot be pinned, release the ones
+ * already pinned and refuse the request naming the flag value.
+ */
+export function pinJoins(specs: readonly JoinNsSpec[]): PinnedNamespace[] {
+  const pins: PinnedNamespace[] = []
+  try {
+    for (const spec of specs) {
+      try {
+        pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid) : pinPath(spec.ns, spec.target.path))
+      } catch (error) {
+        if (error instanceof PinError) throw new RefusedError(`--join-ns ${quote(formatJoinNs(spec))}: ${error.message}`)
+        throw error
+      }
+    }
+
+    return pins
+  } catch (error) {
+    for (const p of pins) p.close()
+    throw error
+  }
 }
 
 /** Inspect a namespace file without keeping it open. */

@@ -9,15 +9,14 @@ import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {findProblems} from './checks.js'
-import {
-  criuEnvironment, criuErrorLines, CriuVersion, criuVersion, findCriu, hintFor, hwBreakpointsWork,
-} from './criu.js'
+import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
-import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
+import {JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
-import {isChildSubreaper, PinError, PinnedNamespace, pinPath, pinPid, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
+import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
+import {isRunning, processStat} from './proc.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -117,8 +116,7 @@ export function planRestore(
 const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
 
 export function formatCommand(criu: string, argv: readonly string[], env: Record<string, string> = {}): string {
-  const q = shellQuote
-  return [...Object.entries(env).map(([k, v]) => `${k}=${q(v)}`), q(criu), ...argv.map(a => q(a))].join(' ')
+  return [...Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`), shellQuote(criu), ...argv.map(a => shellQuote(a))].join(' ')
 }
 
 export interface JoinedNamespace {
@@ -160,25 +158,6 @@ export function hasAdminCapability(status = readFileSync('/proc/self/status', 'u
   return (BigInt(`0x${m[1]}`) & (1n << 21n)) !== 0n
 }
 
-function pinAll(joins: readonly JoinNsSpec[]): PinnedNamespace[] {
-  const pins: PinnedNamespace[] = []
-  try {
-    for (const spec of joins) {
-      try {
-        pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid) : pinPath(spec.ns, spec.target.path))
-      } catch (error) {
-        if (error instanceof PinError) throw new RefusedError(`--join-ns ${quote(formatJoinNs(spec))}: ${error.message}`)
-        throw error
-      }
-    }
-
-    return pins
-  } catch (error) {
-    for (const p of pins) p.close()
-    throw error
-  }
-}
-
 function readPid(pidfile: string): number | undefined {
   try {
     const pid = Number(readFileSync(pidfile, 'utf8').trim())
@@ -188,8 +167,7 @@ function readPid(pidfile: string): number | undefined {
   }
 }
 
-function killTree(pid: number | undefined): void {
-  if (pid === undefined) return
+function killProcess(pid: number): void {
   try {
     process.kill(pid, 'SIGKILL')
   } catch {
@@ -264,7 +242,7 @@ async function prepare(request: RestoreRequest) {
 
   if (request.timeout !== undefined && !(request.timeout > 0)) throw new RefusedError(`--timeout ${request.timeout}: give a number of seconds above 0`)
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
-  const pins = pinAll(request.joinNs)
+  const pins = pinJoins(request.joinNs)
   try {
     const criu = findCriu(request.criuPath)
     const version: CriuVersion = await criuVersion(criu)
@@ -273,6 +251,11 @@ async function prepare(request: RestoreRequest) {
     for (const p of pins) p.close()
     throw error
   }
+}
+
+/** The pinned targets as CRIU will be told to join them: through this process's fds. */
+function plannedJoins(pins: readonly PinnedNamespace[], specs: readonly JoinNsSpec[]): PlannedJoin[] {
+  return pins.map((pin, i) => ({criuPath: pin.procPath, fd: pin.fd, ino: pin.ino, spec: specs[i]}))
 }
 
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
@@ -284,7 +267,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
       criu,
       env: diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))),
       externalNetKey: images.externalNetKey,
-      joins: pins.map((pin, i) => ({criuPath: pin.procPath, fd: pin.fd, ino: pin.ino, spec: request.joinNs[i]})),
+      joins: plannedJoins(pins, request.joinNs),
       workDir,
     })
     return {
@@ -303,8 +286,6 @@ function diffEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   for (const [k, v] of Object.entries(env)) if (v !== undefined && process.env[k] !== v) out[k] = v
   return out
 }
-
-export type Exit = {code: null | number; signal: NodeJS.Signals | null}
 
 /** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */
 export class CriuRun {
@@ -339,21 +320,6 @@ export class CriuRun {
   }
 }
 
-/** The error for a CRIU that ended badly: its first error lines, its log, a hint. */
-function criuFailure(plan: RestorePlan, exit: Exit, stderr: string): FailedError {
-  let log = ''
-  try {
-    log = readFileSync(plan.logFile, 'utf8')
-  } catch {
-    // no log: CRIU failed before it could write one
-  }
-
-  const lines = criuErrorLines(log)
-  const shown = lines.length > 0 ? lines : stderr.trim().split('\n').filter(Boolean).slice(0, 5)
-  const detail = shown.map(l => `\n  ${l}`).join('')
-  return new FailedError(`CRIU restore failed (${exit.signal ?? `exit code ${exit.code}`})${detail}\nLog: ${plan.logFile}`, hintFor(log + stderr), plan.logFile)
-}
-
 const sleep = (ms: number) =>
   new Promise(r => {
     setTimeout(r, ms)
@@ -386,15 +352,9 @@ async function attachedRestore(
   return {exit: await run.exited, namespaces, pid}
 }
 
-/** The parent PID of a process, from /proc; undefined when it is gone or a zombie. */
+/** The parent PID of a process; undefined when it is gone or a zombie. */
 function parentOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return fields[0] === 'Z' ? undefined : Number(fields[1])
-  } catch {
-    return undefined
-  }
+  return isRunning(pid) ? processStat(pid)?.ppid : undefined
 }
 
 let subreaperHolds = 0
@@ -447,7 +407,7 @@ function ours(pid: number): boolean {
 async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
   const victims = pids.filter(pid => ours(pid))
   const children = victims.filter(pid => parentOf(pid) === process.pid)
-  for (const pid of victims) killTree(pid)
+  for (const pid of victims) killProcess(pid)
   await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
   // Grandchildren reparent to us as their parents die: reap those too.
   for (const pid of victims.filter(v => !children.includes(v))) {
@@ -483,7 +443,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const plan = planRestore(request, {
       criu,
       externalNetKey: images.externalNetKey,
-      joins: pins.map((pin, i) => ({criuPath: pin.procPath, fd: pin.fd, ino: pin.ino, spec: request.joinNs[i]})),
+      joins: plannedJoins(pins, request.joinNs),
       workDir,
     })
 
@@ -505,7 +465,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (!request.detached) {
       const attached = await attachedRestore(run, plan, pins, io)
       if (run.stopped) throw run.stopped
-      if (attached.pid === undefined) throw criuFailure(plan, attached.exit, run.stderr)
+      if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, run.stderr)
       if (attached.exit.code !== 0) {
         throw new FailedError(`CRIU, waiting for the restored tree (PID ${attached.pid}), ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
       }
@@ -517,7 +477,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
-    if (exit.code !== 0 || pid === undefined) throw criuFailure(plan, exit, run.stderr)
+    if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
     if (run) {
