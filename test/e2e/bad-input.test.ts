@@ -7,9 +7,7 @@ import {createServer, Server} from 'node:net'
 import {join} from 'node:path'
 
 import {Checkpoint, checkpoint, folderDigest} from '../support/checkpoint.js'
-import {
-  alive, BIN, cleanup, criuPath, Holder, requireRoot, startHolder, tempDir,
-} from '../support/system.js'
+import {alive, BIN, cleanup, criuPath, Holder, requireRoot, startHolder, tempDir, flat} from '../support/system.js'
 
 interface BadInput {
   args: string[]
@@ -18,10 +16,6 @@ interface BadInput {
 }
 
 const CORPUS: BadInput[] = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'test', 'fixtures', 'bad-input.json'), 'utf8'))
-
-function flat(text: string): string {
-  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
-}
 
 /** bash $'...' quoting; a lone surrogate \uDCxx stands for the raw byte xx (not UTF-8). */
 function bashQuote(arg: string): string {

@@ -4,11 +4,7 @@ import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {mycli} from '../support/checkpoint.js'
-import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
-
-function flat(text: string): string {
-  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
-}
+import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, waitFor, flat} from '../support/system.js'
 
 /** A single-process workload started through `argv` (exec chain, no fork): its PID is the spawned one. */
 async function workload(argv: string[]): Promise<number> {

@@ -4,11 +4,7 @@ import {chmodSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {Checkpoint, checkpoint, mycli} from '../support/checkpoint.js'
-import {alive, BIN, cleanup, criuPath, killPid, nsInode, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
-
-function flat(text: string): string {
-  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
-}
+import {alive, BIN, cleanup, criuPath, killPid, nsInode, requireRoot, startHolder, tempDir, track, waitFor, flat} from '../support/system.js'
 
 /**
  * Hold the real CRIU at one of its action-script stages (CRIU's own hook points, configured

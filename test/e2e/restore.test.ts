@@ -4,16 +4,9 @@ import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {checkpoint, folderDigest, mycli} from '../support/checkpoint.js'
-import {
-  addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track,
-} from '../support/system.js'
+import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, flat} from '../support/system.js'
 
 const ALL = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']
-
-/** stderr as one line: oclif wraps warnings and errors and prefixes them with ›. */
-function flat(text: string): string {
-  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
-}
 
 /** The restored PID from the command's output, tracked for cleanup. */
 function restoredPid(stdout: string): number {

@@ -11,6 +11,8 @@ import {
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {isRunning} from '../../src/lib/proc.js'
+
 export const REPO = join(__dirname, '..', '..', '..')
 export const BIN = join(REPO, 'bin', 'run.js')
 
@@ -39,14 +41,11 @@ export function track(pid: number): number {
 }
 
 /** True while the PID names a process that is not a zombie. */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-    return state !== 'Z' && state !== 'X'
-  } catch {
-    return false
-  }
+export const alive = isRunning
+
+/** stderr as one line: oclif wraps warnings and errors and prefixes them with ›. */
+export function flat(text: string): string {
+  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
 }
 
 export function nsInode(pid: number | 'self', type: string): number {

@@ -7,14 +7,7 @@ import {join} from 'node:path'
 
 import Restore from '../../src/commands/restore.js'
 import hook from '../../src/hooks/prerun.js'
-import {
-  BIN, cleanup, REPO, tempDir,
-} from '../support/system.js'
-
-/** Errors and warnings as one line, without oclif's wrapping. */
-function flat(text: string): string {
-  return text.replaceAll(/\s*›\s*/g, ' ').replaceAll(/\s+/g, ' ').trim()
-}
+import {BIN, cleanup, REPO, tempDir, flat} from '../support/system.js'
 
 describe('prerun hook', () => {
   let entered: number
