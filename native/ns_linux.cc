@@ -394,7 +394,6 @@ Napi::Value SpawnJoined(const Napi::CallbackInfo& info) {
   Napi::Error e = SysError(env, StepName(report.step), report.err);
   e.Set("step", Napi::Number::New(env, report.step));
   e.Set("index", Napi::Number::New(env, report.index));
-  if (report.step == kStepSetnsUser) e.Set("userJoin", Napi::Boolean::New(env, true));
   throw e;
 }
 

@@ -42,13 +42,13 @@ export class JoinNsError extends Error {
   }
 }
 
-/** Longest part of a token a message repeats; the rest is elided. */
-const QUOTE_MAX = 120
+/** Longest part of a token or path a message repeats; the rest is elided. */
+export const MESSAGE_TOKEN_MAX = 120
 
 /** Quote a token for a message so that spaces, newlines and non-printables stay visible. */
 export function quote(token: string): string {
-  if (token.length <= QUOTE_MAX) return JSON.stringify(token)
-  return `${JSON.stringify(token.slice(0, QUOTE_MAX)).slice(0, -1)}..." (${token.length} characters)`
+  if (token.length <= MESSAGE_TOKEN_MAX) return JSON.stringify(token)
+  return `${JSON.stringify(token.slice(0, MESSAGE_TOKEN_MAX)).slice(0, -1)}..." (${token.length} characters)`
 }
 
 // eslint-disable-next-line no-control-regex

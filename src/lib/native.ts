@@ -6,7 +6,7 @@
 import {join} from 'node:path'
 
 import {RefusedError} from './errors.js'
-import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
+import {formatJoinNs, JoinNsSpec, MESSAGE_TOKEN_MAX, quote} from './join-ns.js'
 import {NamespaceDesc, namespaceByFlag} from './namespaces.js'
 
 export interface NsDescription {
@@ -138,7 +138,7 @@ const S_IFDIR = 0o04_0000
 
 /** A path as messages show it: long ones cut, so that one bad argument gives one readable line. */
 function shown(path: string): string {
-  return path.length > 120 ? `${path.slice(0, 120)}... (${path.length} characters)` : path
+  return path.length > MESSAGE_TOKEN_MAX ? `${path.slice(0, MESSAGE_TOKEN_MAX)}... (${path.length} characters)` : path
 }
 
 export class PinError extends Error {
