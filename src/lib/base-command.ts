@@ -4,7 +4,7 @@
  */
 import {Command, ux} from '@oclif/core'
 
-import type {RestoreIO} from './restore.js'
+import type {CriuIO} from './criu-run.js'
 
 import {CriuPluginError, EXIT_REFUSED} from './errors.js'
 import {userFacingMessage} from './flags.js'
@@ -20,7 +20,7 @@ export abstract class CriuCommand extends Command {
    * How a long CRIU run talks to the terminal: a spinner on a TTY only (quiet in pipes, CI and
    * --json), and SIGINT/SIGTERM passed on to stop CRIU for as long as it runs.
    */
-  protected criuIO(): RestoreIO {
+  protected criuIO(): CriuIO {
     const spinner = Boolean(process.stderr.isTTY) && !this.jsonEnabled()
     return {
       onSignal(handler) {

@@ -5,13 +5,14 @@ import {mkdirSync, mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
+import {hasAdminCapability} from './capabilities.js'
+import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
 import {criuEnvironment, criuFailure, criuVersion, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
 import {isRunning} from './proc.js'
-import {CriuRun, formatCommand, hasAdminCapability, RestoreIO, supervise} from './restore.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -115,7 +116,7 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   return external
 }
 
-export async function runCheckpoint(request: CheckpointRequest, io: RestoreIO = {}): Promise<CheckpointResult> {
+export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {}): Promise<CheckpointResult> {
   const started = Date.now()
   const external = checkRequest(request)
 

@@ -3,12 +3,13 @@
  *   planRestore()  pure: the exact CRIU command line for a request and its pinned targets;
  *   runRestore()   effects: check, pin, run CRIU, verify, clean up.
  */
-import {ChildProcess, spawn} from 'node:child_process'
 import {mkdtempSync, readFileSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
+import {hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
+import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
@@ -112,11 +113,10 @@ export function planRestore(
   return {argv, criu: facts.criu, env: facts.env ?? {}, inheritFds, joins: facts.joins, logFile, pidfile, workDir}
 }
 
-/** Shell-quoted command line, for --dry-run and messages. */
-const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
-
-export function formatCommand(criu: string, argv: readonly string[], env: Record<string, string> = {}): string {
-  return [...Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`), shellQuote(criu), ...argv.map(a => shellQuote(a))].join(' ')
+/** Hooks for the shell: progress display and signal handling live with the caller. */
+export interface RestoreIO extends CriuIO {
+  /** With --no-restore-detached: the tree is restored and verified, and is now being waited for. */
+  restored?: (pid: number, namespaces: JoinedNamespace[]) => void
 }
 
 export interface JoinedNamespace {
@@ -139,23 +139,6 @@ export interface DryRunResult {
   command: string
   criuVersion: string
   plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
-}
-
-/** Hooks for the shell: progress display and signal handling live with the caller. */
-export interface RestoreIO {
-  /** Called when CRIU starts and ends (spinner). */
-  progress?: (state: 'start' | 'stop', text: string) => void
-  /** Register a handler for SIGINT/SIGTERM for the time CRIU runs; returns the unregister function. */
-  onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void
-  /** With --no-restore-detached: the tree is restored and verified, and is now being waited for. */
-  restored?: (pid: number, namespaces: JoinedNamespace[]) => void
-}
-
-/** Root, or CAP_SYS_ADMIN (setns) in the effective set. */
-export function hasAdminCapability(status = readFileSync('/proc/self/status', 'utf8')): boolean {
-  const m = /^CapEff:\s*([\da-f]+)$/m.exec(status)
-  if (!m) return false
-  return (BigInt(`0x${m[1]}`) & (1n << 21n)) !== 0n
 }
 
 function readPid(pidfile: string): number | undefined {
@@ -287,39 +270,6 @@ function diffEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return out
 }
 
-/** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */
-export class CriuRun {
-  readonly exited: Promise<Exit>
-  private reason: FailedError | InterruptedError | undefined
-  private stderrText = ''
-  private readonly child: ChildProcess
-
-  constructor(plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]}, env: NodeJS.ProcessEnv) {
-    this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe', ...plan.inheritFds]})
-    this.child.stderr!.on('data', (chunk: Buffer) => {
-      this.stderrText += chunk.toString()
-    })
-    this.exited = new Promise((resolveExit, rejectExit) => {
-      this.child.once('error', error => rejectExit(new FailedError(`cannot start CRIU (${plan.criu}): ${error.message}`)))
-      this.child.once('exit', (code, signal) => resolveExit({code, signal}))
-    })
-  }
-
-  get stderr(): string {
-    return this.stderrText
-  }
-
-  /** Why it was stopped, if it was. */
-  get stopped(): FailedError | InterruptedError | undefined {
-    return this.reason
-  }
-
-  stop(reason: FailedError | InterruptedError): void {
-    this.reason ??= reason
-    this.child.kill('SIGKILL') // CRIU ignores SIGTERM while it waits for a task to trap
-  }
-}
-
 const sleep = (ms: number) =>
   new Promise(r => {
     setTimeout(r, ms)
@@ -415,18 +365,6 @@ async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
   }
 
   return victims
-}
-
-/** Stop CRIU on SIGINT/SIGTERM and after the timeout; returns the function that undoes both. */
-export function supervise(run: CriuRun, timeout: number | undefined, io: RestoreIO, aftermath = 'nothing restored is left running'): () => void {
-  const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
-  const timer = timeout === undefined
-    ? undefined
-    : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`)), timeout * 1000)
-  return () => {
-    if (timer) clearTimeout(timer)
-    unregister?.()
-  }
 }
 
 /**

@@ -3,6 +3,8 @@ import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {hasAdminCapability} from '../../src/lib/capabilities.js'
+import {formatCommand} from '../../src/lib/criu-run.js'
 import {
   cacheDir,
   criuEnvironment,
@@ -18,7 +20,7 @@ import {
 import {FailedError} from '../../src/lib/errors.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
-import {criuJoinArg, formatCommand, hasAdminCapability, planRestore} from '../../src/lib/restore.js'
+import {criuJoinArg, planRestore} from '../../src/lib/restore.js'
 
 const v = (text: string) => parseCriuVersion(`Version: ${text}\n`)!
 const spec = (text: string) => parseJoinNs(text, '/')
