@@ -259,7 +259,7 @@ export function checkOutputFile(path: string, flag: string): void {
   const problem = folderProblem(walked.facts, trust)
   if (problem) throw refusal(flag, path, {path: walked.resolved, reason: `its folder: ${problem}`}, WRITE_HINT)
   const found = lookUp(join(walked.resolved, basename(path)))
-  const existing = found && writeTargetProblem(found.facts, trust)
+  const existing = found && (kindOf(found.facts.mode) === 'directory' ? 'it is a folder, not a file' : writeTargetProblem(found.facts, trust))
   if (existing) throw refusal(flag, path, {path: resolve(path), reason: existing}, 'remove it, or choose another file')
 }
 
