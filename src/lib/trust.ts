@@ -240,7 +240,7 @@ export function checkFolderEntries(dir: string, flag: string, names?: readonly s
     const problem = found && writeTargetProblem(found.facts, trust)
     if (problem) {
       const shown = found.target === undefined ? '' : ` (to ${found.target})`
-      throw new RefusedError(`${flag} ${quote(dir)}: ${name}${shown}: ${problem}`, 'remove it (never follow it), or use a new folder')
+      throw new RefusedError(`${flag} ${quote(dir)}: ${name}${shown}: ${problem}`, 'remove it, or use a new folder')
     }
   }
 }
@@ -281,19 +281,16 @@ export function checkCriuOutputs(paths: {logFile?: string; pidfile?: string; wor
 export function writeFileNoFollow(path: string, data: string | Uint8Array, mode = 0o600): void {
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`)
   const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+  let open = true
   try {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data
     let written = 0
     while (written < bytes.length) written += writeSync(fd, bytes, written)
     closeSync(fd)
+    open = false
     renameSync(temp, path)
   } catch (error) {
-    try {
-      closeSync(fd)
-    } catch {
-      // closed already
-    }
-
+    if (open) closeSync(fd)
     rmSync(temp, {force: true})
     throw error
   }
