@@ -30,6 +30,10 @@ export default class Restore extends CriuCommand {
       helpGroup: 'NAMESPACE',
       summary: 'Join even where the checkpoint\'s own namespace state would overwrite the joined namespace\'s.',
     }),
+    'allow-untrusted-images': Flags.boolean({
+      description: 'CRIU restores, as root, whatever the images say: credentials, memory, the files the tree opens. Whoever can change them can therefore run code as root. restore refuses an images folder, or an image in it, that is owned by or writable by another user than root or you, that sits under a folder another user can change, or that is a symbolic link out of the folder. With this flag it restores from such a folder anyway; better copy the checkpoint into a folder you own (cp -rL DIR NEW) and restore from there.',
+      summary: 'Restore from an images folder another user could have changed (they could run code as root).',
+    }),
     'allow-user-ns': Flags.boolean({
       description: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s UID/GID mappings. Without this flag a user join goes ahead with a warning.',
       helpGroup: 'NAMESPACE',
@@ -104,6 +108,7 @@ export default class Restore extends CriuCommand {
     const {flags} = await this.parse(Restore)
     const request = {
       allowOverwrite: flags['allow-overwrite'],
+      allowUntrustedImages: flags['allow-untrusted-images'],
       allowUserNs: flags['allow-user-ns'],
       criuPath: flags['criu-path'],
       detached: flags['restore-detached'],

@@ -1,7 +1,7 @@
 /**
  * Checkpoint a process tree with CRIU, ready for a later `restore -J`. Usable without oclif.
  */
-import {mkdirSync, mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs'
+import {mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
@@ -13,6 +13,7 @@ import {quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
 import {isRunning} from './proc.js'
+import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -84,23 +85,35 @@ function externalNamespaces(request: CheckpointRequest): ExternalNamespace[] {
   })
 }
 
-/** Refuse a folder with files in it unless --force; create it when missing. Returns whether we created it. */
-function prepareImagesDir(dir: string, force: boolean | undefined, dryRun: boolean | undefined): boolean {
-  let entries: string[]
-  try {
-    if (!statSync(dir).isDirectory()) throw new RefusedError(`--images-dir ${quote(dir)}: not a folder`)
-    entries = readdirSync(dir)
-  } catch (error) {
-    if (error instanceof RefusedError) throw error
-    if (!dryRun) mkdirSync(dir, {recursive: true})
-    return true
+/** What CRIU writes into the work dir during a dump, besides what it is told by flags. */
+const DUMP_WORK_FILES = ['dump.log', 'stats-dump'] as const
+
+/**
+ * The folders CRIU will write into as root, checked before anything is created or started:
+ * --images-dir and --work-dir must be trusted (trust.ts), and with --force no entry of the
+ * images folder may be a link, a hard link or someone else's file. Returns the images folder
+ * resolved, and whether it is missing (then prepareImagesDir creates it 0700).
+ */
+function checkOutputPaths(request: CheckpointRequest): {missing: boolean; resolved: string} {
+  const images = checkOutputFolder(request.imagesDir, '--images-dir', {create: true, dryRun: true})
+  if (!images.missing) {
+    const entries = readdirSync(images.resolved)
+    if (entries.length > 0 && !request.force) {
+      throw new RefusedError(`--images-dir ${quote(request.imagesDir)}: the folder is not empty (${entries.length} files); a checkpoint there would mix with what is there`, 'use a new folder, or pass --force')
+    }
+
+    checkFolderEntries(images.resolved, '--images-dir')
   }
 
-  if (entries.length > 0 && !force) {
-    throw new RefusedError(`--images-dir ${quote(dir)}: the folder is not empty (${entries.length} files); a checkpoint there would mix with what is there`, 'use a new folder, or pass --force')
-  }
+  checkCriuOutputs({workDir: request.workDir}, DUMP_WORK_FILES)
+  return images
+}
 
-  return false
+/** Create the images folder (0700) when it is missing. Returns whether we created it. */
+function prepareImagesDir(request: CheckpointRequest, images: {missing: boolean}): boolean {
+  if (!images.missing || request.dryRun) return images.missing
+  checkOutputFolder(request.imagesDir, '--images-dir', {create: true})
+  return true
 }
 
 /** Everything refused before CRIU is looked for; returns the namespaces to leave out. */
@@ -119,10 +132,11 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
 export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {}): Promise<CheckpointResult> {
   const started = Date.now()
   const external = checkRequest(request)
+  const images = checkOutputPaths(request)
 
   const criu = findCriu(request.criuPath)
   const version = await criuVersion(criu)
-  const created = prepareImagesDir(request.imagesDir, request.force, request.dryRun)
+  const created = prepareImagesDir(request, images)
   const workDir = request.workDir ? resolve(request.workDir) : (request.dryRun ? join(tmpdir(), 'mycli-checkpoint-XXXXXX') : mkdtempSync(join(tmpdir(), 'mycli-checkpoint-')))
   const logFile = join(workDir, 'dump.log')
   const argv = planCheckpoint(request, {external, logFile, workDir})

@@ -2,11 +2,12 @@
  * Finding CRIU, knowing its version, and the environment it needs on this machine.
  */
 import {execFile} from 'node:child_process'
-import {accessSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync} from 'node:fs'
+import {accessSync, constants, existsSync, readFileSync, realpathSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {delimiter, join} from 'node:path'
 
 import {FailedError} from './errors.js'
+import {readOwnFile, writeOwnFile} from './trust.js'
 
 /** The oldest CRIU with every option restore passes: 3.14 added time namespaces (--join-ns time). */
 export const MIN_CRIU = {major: 3, minor: 14, sublevel: 0}
@@ -81,20 +82,26 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'oclif-plugin-criu')
 }
 
+/**
+ * A cache file is believed only when it and its folder are owned by the current user and
+ * writable by no one else, and every folder on the way is trusted (trust.ts); anything else is
+ * ignored, and the answer is worked out again.
+ */
 function readCache<T>(name: string): Record<string, T> {
   try {
-    return JSON.parse(readFileSync(join(cacheDir(), name), 'utf8')) as Record<string, T>
+    const text = readOwnFile(join(cacheDir(), name))
+    return text === undefined ? {} : JSON.parse(text) as Record<string, T>
   } catch {
     return {}
   }
 }
 
+/** Written whole (new file, then renamed over the old one): never through a link, never half. */
 function writeCache<T>(name: string, data: Record<string, T>): void {
   try {
-    mkdirSync(cacheDir(), {mode: 0o700, recursive: true})
-    writeFileSync(join(cacheDir(), name), JSON.stringify(data), {mode: 0o600})
+    writeOwnFile(join(cacheDir(), name), JSON.stringify(data))
   } catch {
-    // an unwritable cache only costs the work again next time
+    // an unwritable or untrusted cache only costs the work again next time
   }
 }
 

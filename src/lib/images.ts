@@ -2,11 +2,16 @@
  * What can be told about a checkpoint folder before CRIU reads it. Decoding the images
  * themselves (protobufjs, slow to load) lives in image-reader.ts, loaded only when needed.
  */
-import {closeSync, openSync, readSync, statSync} from 'node:fs'
-import {join} from 'node:path'
+import {
+  closeSync, lstatSync, openSync, readdirSync, readSync, realpathSync, statSync,
+} from 'node:fs'
+import {isAbsolute, join, relative, resolve} from 'node:path'
 
 import {RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
+import {
+  callerTrust, folderProblem, lookUp, ownerProblem, readSourceProblem, walkPath,
+} from './trust.js'
 
 /**
  * criu/include/magic.h. Images start with IMG_COMMON_MAGIC and then their own magic, except
@@ -24,8 +29,53 @@ export function isInventoryHeader(head: Uint8Array): boolean {
   return first === INVENTORY_MAGIC || (first === IMG_COMMON_MAGIC && view.getUint32(4, true) === INVENTORY_MAGIC)
 }
 
-/** Refuse a folder that is not a CRIU checkpoint, naming the flag and what is wrong. */
-export function checkImagesDir(dir: string, flag = '--images-dir'): void {
+export const UNTRUSTED_IMAGES_HINT = 'copy the checkpoint into a folder only you (or root) can write (cp -rL DIR NEW), look at it, and restore from there; or pass --allow-untrusted-images to accept the risk'
+
+/**
+ * Why a checkpoint folder cannot be believed: CRIU restores, as root, whatever its images say
+ * (credentials, memory, files to open), so whoever can change them can run code as root. The
+ * folder, every folder on the way to it, and every entry in it must be owned by root or the
+ * caller and writable by no one else; a link in it must stay inside it.
+ */
+export function untrustedImages(dir: string): string | undefined {
+  const trust = callerTrust()
+  const walked = walkPath(resolve(dir), trust, lookUp)
+  if (walked.problem) return `the path goes through ${walked.problem.path}, and ${walked.problem.reason}`
+  const folder = walked.facts && folderProblem(walked.facts, trust)
+  if (folder) return folder
+  const real = realpathSync(dir)
+  for (const name of readdirSync(real).sort()) {
+    const path = join(real, name)
+    const found = lookUp(path)
+    if (!found) continue
+    let {facts} = found
+    if (found.target !== undefined) {
+      const owner = ownerProblem(facts, trust)
+      if (owner) return `${name} is a symbolic link and ${owner}`
+      let to: string
+      try {
+        to = realpathSync.native(path)
+      } catch {
+        return `${name} is a symbolic link to ${found.target}, which does not exist`
+      }
+
+      const inside = relative(real, to)
+      if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) return `${name} is a symbolic link out of the folder (to ${found.target})`
+      facts = lstatSync(to)
+    }
+
+    const problem = readSourceProblem(facts, trust)
+    if (problem) return `${name}: ${problem}`
+  }
+
+  return undefined
+}
+
+/**
+ * Refuse a folder that is not a CRIU checkpoint, or (unless allowUntrusted) one that someone
+ * other than root or the caller could have written; naming the flag and what is wrong.
+ */
+export function checkImagesDir(dir: string, flag = '--images-dir', options: {allowUntrusted?: boolean} = {}): void {
   let st
   try {
     st = statSync(dir)
@@ -34,6 +84,17 @@ export function checkImagesDir(dir: string, flag = '--images-dir'): void {
   }
 
   if (!st.isDirectory()) throw new RefusedError(`${flag} ${quote(dir)}: not a folder`)
+  if (!options.allowUntrusted) {
+    let untrusted: string | undefined
+    try {
+      untrusted = untrustedImages(dir)
+    } catch (error) {
+      untrusted = `it cannot be examined (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`
+    }
+
+    if (untrusted) throw new RefusedError(`${flag} ${quote(dir)}: ${untrusted}; someone other than root could have changed the checkpoint, and CRIU restores it as root`, UNTRUSTED_IMAGES_HINT)
+  }
+
   const inventory = join(dir, 'inventory.img')
   let fd: number
   try {

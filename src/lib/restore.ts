@@ -18,6 +18,7 @@ import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 import {isRunning, processStat} from './proc.js'
+import {checkCriuOutputs} from './trust.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -25,6 +26,8 @@ export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
 export interface RestoreRequest {
   /** Restore even when a join would overwrite the joined namespace's state (see plan.ts). */
   allowOverwrite?: boolean
+  /** Restore from a folder someone other than root or the caller could have written (images.ts). */
+  allowUntrustedImages?: boolean
   allowUserNs?: boolean
   criuPath?: string
   detached: boolean
@@ -172,6 +175,9 @@ export function verifyJoins(pid: number, pins: readonly PinnedNamespace[]): Join
   })
 }
 
+/** What CRIU and the plugin write into the work dir during a restore, besides --log-file and --pidfile. */
+const RESTORE_WORK_FILES = ['restore.log', 'restore.pid', 'stats-restore'] as const
+
 const NO_OWN_NAMESPACES: CheckpointNamespaces = {netDevices: [], own: []}
 
 /**
@@ -217,11 +223,13 @@ async function prepare(request: RestoreRequest) {
     throw new FailedError('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN', 'run it as root (sudo)')
   }
 
-  checkImagesDir(request.imagesDir)
+  checkImagesDir(request.imagesDir, '--images-dir', {allowUntrusted: request.allowUntrustedImages})
   const images = await checkpointNamespaces(request)
   if (request.workDir !== undefined && !isDirectory(request.workDir)) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
   }
+
+  checkCriuOutputs(request, RESTORE_WORK_FILES)
 
   if (request.timeout !== undefined && !(request.timeout > 0)) throw new RefusedError(`--timeout ${request.timeout}: give a number of seconds above 0`)
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
