@@ -3,11 +3,12 @@
  */
 import {Flags} from '@oclif/core'
 
+import {ContainerRef, JOIN_CONTAINER_GRAMMAR, parseContainerRef} from './containers.js'
 import {
   JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs,
 } from './join-ns.js'
 import {
-  JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, parseNamespaceList,
+  JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, namesOf, parseNamespaceList, POD_SHARED,
 } from './namespaces.js'
 
 function joinableHelp(): string {
@@ -32,6 +33,25 @@ export const joinNs = Flags.custom<JoinNsSpec>({
   },
   summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLES.map(e => `-J ${e}`).join(', ')}).`,
 })
+
+/**
+ * `--join-container ID[:TYPES]`: the namespaces of a running container's init. The wording of
+ * what the joins are for comes from the command (`action`).
+ */
+export function joinContainer(action: string) {
+  return Flags.custom<ContainerRef>({
+    description: [
+      `${action} ID is a container ID or a unique start of one. TYPES is a comma-separated list of namespace types; without it, the types the containers of a pod share: ${namesOf(POD_SHARED)}. Other types can be given with -J, but not the same type twice.`,
+      'The host CLI is asked first (the criu:resolve-container hook); then the runtimes\' state folders: runc (/run/runc), Docker (/run/docker/runtime-runc/moby), containerd (/run/containerd/runc/NAMESPACE), crun ($XDG_RUNTIME_DIR/crun or /run/crun). The container\'s init is checked against the start time its runtime recorded, so a restarted container or a reused PID is refused, not joined.',
+    ].join('\n\n'),
+    helpGroup: 'NAMESPACE',
+    helpValue: JOIN_CONTAINER_GRAMMAR,
+    async parse(input) {
+      return parseContainerRef(input)
+    },
+    summary: `Join the namespaces of a running container (default: ${namesOf(POD_SHARED)}).`,
+  })
+}
 
 const EMPTYABLE = NAMESPACES.filter(d => d.emptyable)
 
