@@ -207,6 +207,23 @@ export interface HostAnswer {
   readonly startTime?: number
 }
 
+const isPid = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= PID_MAX
+const isStartTime = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0
+
+/** The namespace files of a host's answer, checked; `bad` words the refusal. */
+function hostNamespaces(value: unknown, bad: (what: string) => RefusedError): Record<string, string> {
+  if (typeof value !== 'object' || value === null) throw bad('namespaces that are not an object of type: path')
+  const namespaces: Record<string, string> = {}
+  for (const [type, path] of Object.entries(value)) {
+    const ns = namespaceByName(type)
+    if (!ns || !ns.joinable) throw bad(`a namespace of type ${quote(type)} (expected one of: ${namesOf(JOINABLE)})`)
+    if (typeof path !== 'string' || !path.startsWith('/')) throw bad(`${type}: ${quote(String(path))}, not an absolute path`)
+    namespaces[type] = path
+  }
+
+  return namespaces
+}
+
 /**
  * The answer of one host hook, checked: undefined when it did not answer (no pid and no
  * namespaces); refused when it answered something that is not a PID or a namespace path. Pure.
@@ -216,32 +233,18 @@ export function readHostAnswer(result: unknown, plugin: string): HostAnswer | un
   const answer = result as Record<string, unknown>
   if (answer.pid === undefined && answer.namespaces === undefined) return undefined
   const bad = (what: string) => new RefusedError(`the ${RESOLVE_CONTAINER_EVENT} hook of ${plugin} answered ${what}`)
-  if (answer.pid !== undefined && (typeof answer.pid !== 'number' || !Number.isInteger(answer.pid) || answer.pid < 1 || answer.pid > PID_MAX)) {
-    throw bad(`pid ${quote(String(answer.pid))}, not a PID`)
-  }
-
-  if (answer.startTime !== undefined && (typeof answer.startTime !== 'number' || !Number.isSafeInteger(answer.startTime) || answer.startTime <= 0)) {
+  if (answer.pid !== undefined && !isPid(answer.pid)) throw bad(`pid ${quote(String(answer.pid))}, not a PID`)
+  if (answer.startTime !== undefined && !isStartTime(answer.startTime)) {
     throw bad(`startTime ${quote(String(answer.startTime))}, not /proc/PID/stat field 22`)
-  }
-
-  const namespaces: Record<string, string> = {}
-  if (answer.namespaces !== undefined) {
-    if (typeof answer.namespaces !== 'object' || answer.namespaces === null) throw bad('namespaces that are not an object of type: path')
-    for (const [type, path] of Object.entries(answer.namespaces)) {
-      const ns = namespaceByName(type)
-      if (!ns || !ns.joinable) throw bad(`a namespace of type ${quote(type)} (expected one of: ${namesOf(JOINABLE)})`)
-      if (typeof path !== 'string' || !path.startsWith('/')) throw bad(`${type}: ${quote(String(path))}, not an absolute path`)
-      namespaces[type] = path
-    }
   }
 
   return {
     id: typeof answer.id === 'string' ? answer.id : undefined,
-    namespaces: answer.namespaces === undefined ? undefined : namespaces,
-    pid: answer.pid as number | undefined,
+    namespaces: answer.namespaces === undefined ? undefined : hostNamespaces(answer.namespaces, bad),
+    pid: answer.pid,
     runtime: typeof answer.runtime === 'string' ? answer.runtime : undefined,
-    startTime: answer.startTime as number | undefined,
-  }
+    startTime: answer.startTime,
+  } as HostAnswer
 }
 
 /** A container, resolved: what --dry-run and --json show. */
@@ -260,8 +263,9 @@ export interface ResolvedContainer {
 }
 
 export function fromRecord(record: ContainerRecord): ResolvedContainer {
+  const {id, initPid, initStartTime, stateFile} = record
   return {
-    id: record.id, initPid: record.initPid, initStartTime: record.initStartTime, runtime: record.root.runtime, source: record.stateFile, stateFile: record.stateFile,
+    id, initPid, initStartTime, runtime: record.root.runtime, source: stateFile, stateFile,
   }
 }
 

@@ -16,17 +16,18 @@ export const ID_MAX = 4_294_967_294
 export const JOIN_NS_GRAMMAR = 'NS:PID|NS_FILE[:UID[:GID]]'
 export const JOIN_NS_EXAMPLES = ['net:1234', 'uts:/run/netns/blue', 'user:1234:1000:1000']
 
-export type JoinTargetRef
-  = | {readonly kind: 'path'; readonly path: string}
-  	| {
-  	  readonly kind: 'pid'
-  	  readonly pid: number
-  	  /**
-      * The process's start time (/proc/PID/stat field 22, clock ticks after boot) as a container
-      * runtime recorded it: pinning refuses a PID that now names another process.
-      */
-  	  readonly startTime?: number
-  	}
+/** A process whose /proc/PID/ns/* is joined. */
+export interface PidTarget {
+  readonly kind: 'pid'
+  readonly pid: number
+  /**
+   * The process's start time (/proc/PID/stat field 22, clock ticks after boot) as a container
+   * runtime recorded it: pinning refuses a PID that now names another process.
+   */
+  readonly startTime?: number
+}
+
+export type JoinTargetRef = {readonly kind: 'path'; readonly path: string} | PidTarget
 
 /** One parsed `--join-ns` value. Downstream code never looks at the original string again. */
 export interface JoinNsSpec {
