@@ -3,7 +3,10 @@ import {Flags} from '@oclif/core'
 import {CriuCommand} from '../lib/base-command.js'
 import {describeContainer, hostResolver, joinContainer, ResolvedContainer} from '../lib/containers.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
-import {emptyNs, joinContainer as joinContainerFlag, joinNs} from '../lib/flags.js'
+import {
+  emptyNs, JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
+} from '../lib/flags.js'
+import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
@@ -52,8 +55,18 @@ export default class Restore extends CriuCommand {
       required: true,
       summary: 'Folder with the checkpoint images (must contain inventory.img).',
     }),
-    'join-container': joinContainerFlag('The restored tree joins the namespaces of the running container\'s init, as if each were given with -J.')(),
-    'join-ns': joinNs(),
+    'join-container': joinContainerFlag({
+      description: ['The restored tree joins the namespaces of the running container\'s init, as if each were given with -J.', JOIN_CONTAINER_HELP].join('\n\n'),
+      summary: `Join the namespaces of a running container (default: ${namesOf(POD_SHARED)}).`,
+    }),
+    'join-ns': joinNs({
+      description: [
+        JOIN_NS_TARGETS_HELP,
+        'Only user takes UID and GID: the credentials CRIU switches to after joining it (CRIU\'s own NS:TARGET,UID,GID form is accepted too).',
+        joinableTypesHelp(true),
+      ].join('\n\n'),
+      summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
+    }),
     'log-file': Flags.file({
       char: 'o',
       helpGroup: 'CRIU',
@@ -91,6 +104,8 @@ export default class Restore extends CriuCommand {
       summary: 'Folder for CRIU\'s log, pidfile and stats (default: a new temporary folder).',
     }),
   }
+  // Short enough for one line at 80 columns; the flags are listed below it.
+  static override usage = '<%= command.id %> -D DIR [-J NS:PID|NS_FILE[:UID[:GID]]]... [FLAGS]'
   static override summary = 'Restore a CRIU checkpoint into existing namespaces.'
 
   public async run() {

@@ -4,7 +4,10 @@ import {CriuCommand} from '../../lib/base-command.js'
 import {hostResolver, joinContainer} from '../../lib/containers.js'
 import {EXIT_REFUSED} from '../../lib/errors.js'
 import {ExecFailure, runExec} from '../../lib/exec.js'
-import {joinContainer as joinContainerFlag, joinNs} from '../../lib/flags.js'
+import {
+  JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
+} from '../../lib/flags.js'
+import {namesOf, POD_SHARED} from '../../lib/namespaces.js'
 
 export default class NsExec extends CriuCommand {
   static override criuJoinChecks = 'plain' as const
@@ -20,13 +23,25 @@ export default class NsExec extends CriuCommand {
   ]
   static override flags = {
     gid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this GID (default: the user join\'s GID option, else unchanged).'}),
-    'join-container': joinContainerFlag('The command joins the namespaces of the running container\'s init, as if each were given with -J.')(),
-    'join-ns': joinNs(),
+    'join-container': joinContainerFlag({
+      description: ['The command runs in the namespaces of the running container\'s init, as if each were given with -J.', JOIN_CONTAINER_HELP].join('\n\n'),
+      summary: `A running container to run the command in (default types: ${namesOf(POD_SHARED)}).`,
+    }),
+    'join-ns': joinNs({
+      description: [
+        JOIN_NS_TARGETS_HELP,
+        'Only user takes UID and GID: the IDs the command runs as inside that user namespace (--uid and --gid take precedence). The form NS:TARGET,UID,GID is accepted too.',
+        joinableTypesHelp(false),
+      ].join('\n\n'),
+      summary: `A namespace to run the command in (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
+    }),
     uid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this UID (default: the user join\'s UID option, else unchanged).'}),
   }
   static override strict = false
   static override summary = 'Run a command inside joined namespaces.'
-  static override usage = 'ns exec [-J NS:PID|NS_FILE[:UID[:GID]]...] [--join-container ID[:TYPES]] [--uid N] [--gid N] -- COMMAND [ARG...]'
+  // oclif puts the host's bin and this command's id in front; no spaces inside an option, so
+  // that a long line breaks between options.
+  static override usage = '<%= command.id %> [-J NS:TARGET...] [--join-container=ID[:TYPES]] [--uid=N] [--gid=N] -- CMD [ARG...]'
 
   public async run(): Promise<void> {
     const {argv, flags} = await this.parse(NsExec)
