@@ -327,11 +327,12 @@ export function searchedRoots(prefix = '/', env: NodeJS.ProcessEnv = process.env
   return stateRoots({containerdNamespaces: subfolders(join(prefix, '/run/containerd/runc')), prefix, xdgRuntimeDir: env.XDG_RUNTIME_DIR || undefined})
 }
 
-/** Every container folder that holds the root's state file. */
-export function listContainers(roots: readonly StateRoot[]): ContainerEntry[] {
+/** The container folders (whose ID starts with `start`) that hold the root's state file. */
+export function listContainers(roots: readonly StateRoot[], start = ''): ContainerEntry[] {
   const entries: ContainerEntry[] = []
   for (const root of roots) {
     for (const id of subfolders(root.path)) {
+      if (!id.startsWith(start)) continue
       const entry = {id, root}
       try {
         if (statSync(stateFileOf(entry)).isFile()) entries.push(entry)
@@ -387,7 +388,9 @@ export async function resolveContainer(ref: ContainerRef, options: ResolveOption
   }
 
   const roots = searchedRoots(options.prefix, options.env)
-  const entry = matchContainer(ref, listContainers(roots), roots, hostAsked)
+  // Only the candidates' state files are looked at; all of them only to word a refusal.
+  const candidates = listContainers(roots, ref.id)
+  const entry = matchContainer(ref, candidates.length > 0 ? candidates : listContainers(roots), roots, hostAsked)
   try {
     return fromRecord(readRecord(entry))
   } catch (error) {
