@@ -14,7 +14,7 @@ import {
  * A host CLI that knows its own containers: its criu:resolve-container hook answers from
  * $RHOST_CONTAINERS (JSON: ID -> answer), as a container CLI would from its database.
  */
-function resolverHost(): (args: string[], containers: Record<string, object>) => {code: null | number; stderr: string; stdout: string} {
+function resolverHost(): (args: string[], containers: Record<string, object | string>) => {code: null | number; stderr: string; stdout: string} {
   const dir = tempDir('resolver-host-')
   const repo = join(__dirname, '..', '..', '..')
   writeFileSync(join(dir, 'package.json'), JSON.stringify({
@@ -29,6 +29,7 @@ function resolverHost(): (args: string[], containers: Record<string, object>) =>
   writeFileSync(join(dir, 'resolve.js'), [
     'module.exports = async function ({id}) {',
     '  const known = JSON.parse(process.env.RHOST_CONTAINERS || "{}")',
+    '  if (known[id] === "stopping") this.error(id + " is being stopped", {exit: 2})',
     '  return known[id]',
     '}',
   ].join('\n'))
@@ -94,7 +95,7 @@ describe('a host CLI that answers criu:resolve-container', function () {
     expect(fallback.stdout.trim()).to.equal('in-runc')
   })
 
-  it('a stale answer (the PID now names another process) is refused, exit 2; an unknown ID says the host did not know it', async () => {
+  it('a stale or malformed answer is refused, exit 2; a host can refuse itself; an unknown ID says the host did not know it', async () => {
     const rhost = resolverHost()
     const holder = await startHolder(['uts'])
     const stale = rhost(['ns', 'exec', '--join-container', 'web:uts', '--', 'hostname'], {web: {pid: holder.pid, startTime: processStat(holder.pid)!.startTime + 1}})
@@ -103,6 +104,9 @@ describe('a host CLI that answers criu:resolve-container', function () {
     const bad = rhost(['ns', 'exec', '--join-container', 'web', '--', 'true'], {web: {pid: 'x'}})
     expect(bad.code).to.equal(2)
     expect(flat(bad.stderr)).to.include('the criu:resolve-container hook of rhost answered pid "x", not a PID')
+    const refused = rhost(['ns', 'exec', '--join-container', 'web', '--', 'true'], {web: 'stopping'})
+    expect(refused.code).to.equal(2)
+    expect(flat(refused.stderr)).to.include('web is being stopped')
     const unknown = rhost(['ns', 'exec', '--join-container', 'nowhere', '--', 'true'], {})
     expect(unknown.code).to.equal(2)
     expect(flat(unknown.stderr)).to.include('--join-container "nowhere": no container "nowhere": the host CLI did not know it, and searched /run/runc')
