@@ -1,10 +1,12 @@
 import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
+import {describeContainer, hostResolver, joinContainer, ResolvedContainer} from '../lib/containers.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
 import {
-  emptyNs, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNs,
+  emptyNs, JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
 } from '../lib/flags.js'
+import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
@@ -22,6 +24,8 @@ export default class Restore extends CriuCommand {
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 -J uts:1234 -J ipc:1234', description: 'Restore into the network, UTS and IPC namespaces of process 1234.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:/run/netns/blue', description: 'Restore into a named network namespace (ip netns add blue).'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J user:1234:1000:1000 --allow-user-ns', description: 'Join the user namespace of process 1234 and switch to uid/gid 1000 inside it.'},
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt --join-container web', description: 'Restore into the network, IPC and UTS namespaces of the running container web (runc, Docker, containerd or crun; a unique start of the ID works).'},
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt --join-container web:net -J uts:/run/netns/blue', description: 'Only the container\'s network namespace; UTS from elsewhere.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 --dry-run', description: 'Check the targets, show what happens to each namespace type and the CRIU command line; run nothing.'},
   ]
   static override flags = {
@@ -54,6 +58,10 @@ export default class Restore extends CriuCommand {
       char: 'D',
       required: true,
       summary: 'Folder with the checkpoint images (must contain inventory.img).',
+    }),
+    'join-container': joinContainerFlag({
+      description: ['The restored tree joins the namespaces of the running container\'s init, as if each were given with -J.', JOIN_CONTAINER_HELP].join('\n\n'),
+      summary: `Join the namespaces of a running container (default: ${namesOf(POD_SHARED)}).`,
     }),
     'join-ns': joinNs({
       description: [
@@ -106,6 +114,10 @@ export default class Restore extends CriuCommand {
 
   public async run() {
     const {flags} = await this.parse(Restore)
+    const joined = flags['join-container']
+      ? await joinContainer(flags['join-container'], {emptyNs: flags['empty-ns'], joinNs: flags['join-ns'] ?? []}, {host: hostResolver(this.config)})
+      : undefined
+    const container = joined?.container
     const request = {
       allowOverwrite: flags['allow-overwrite'],
       allowUntrustedImages: flags['allow-untrusted-images'],
@@ -117,7 +129,7 @@ export default class Restore extends CriuCommand {
       extUnixSk: flags['ext-unix-sk'],
       fileLocks: flags['file-locks'],
       imagesDir: flags['images-dir'],
-      joinNs: flags['join-ns'] ?? [],
+      joinNs: [...(flags['join-ns'] ?? []), ...(joined?.joins ?? [])],
       logFile: flags['log-file'],
       manageCgroups: flags['manage-cgroups'],
       pidfile: flags.pidfile,
@@ -130,28 +142,35 @@ export default class Restore extends CriuCommand {
 
     if (request.dryRun) {
       const plan = await dryRunRestore(request)
+      if (container) this.log(`Joining ${describeContainer(container)}.`)
       this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
       for (const row of plan.plan.namespaces) this.log(`  ${row.type.padEnd(7)} ${row.action.padEnd(25)} ${row.detail}`)
       this.log(`Command:\n  ${plan.command}`)
-      return plan
+      return {...plan, ...withContainer(container)}
     }
 
     const result = await runRestore(request, {
       ...this.criuIO(),
-      restored: (pid, namespaces) => this.report(pid, namespaces),
+      restored: (pid, namespaces) => this.report(pid, namespaces, container),
     })
     if (request.detached) {
-      this.report(result.pid, result.namespaces)
+      this.report(result.pid, result.namespaces, container)
       this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms; log: ${result.logFile}`)
     } else {
       this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status); log: ${result.logFile}`)
     }
 
-    return result
+    return {...result, ...withContainer(container)}
   }
 
-  private report(pid: number, namespaces: JoinedNamespace[]): void {
+  private report(pid: number, namespaces: JoinedNamespace[], container?: ResolvedContainer): void {
     this.log(`Restored PID ${pid}`)
+    if (container) this.log(`  into ${describeContainer(container)}`)
     for (const ns of namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): verified`)
   }
+}
+
+/** The container in --json output, when one was joined. */
+function withContainer(container?: ResolvedContainer): {container?: ResolvedContainer} {
+  return container ? {container} : {}
 }

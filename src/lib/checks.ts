@@ -3,7 +3,7 @@
  * hook runs them before the command starts, and the restore library runs them again for
  * callers that do not go through oclif.
  */
-import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
+import {formatJoinNs, joinLabel, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 
 /** CRIU (4.x criu/namespaces.c, check_int_str) refuses a --join-ns user UID or GID above this. */
@@ -39,29 +39,29 @@ export function findProblems(options: JoinOptions): Problem[] {
   for (const spec of joins) {
     const first = firstOfType.get(spec.ns)
     if (first) {
-      error(`--join-ns ${quote(formatJoinNs(spec))}: the ${spec.ns.name} namespace is already joined by ${quote(formatJoinNs(first))}; give one target per namespace type`)
+      error(`${joinLabel(spec)}: the ${spec.ns.name} namespace is already joined by ${first.from ? joinLabel(first) : quote(formatJoinNs(first))}; give one target per namespace type`)
     } else {
       firstOfType.set(spec.ns, spec)
     }
 
     if (empty.includes(spec.ns)) {
-      error(`--join-ns ${quote(formatJoinNs(spec))} and --empty-ns ${spec.ns.name} both decide the ${spec.ns.name} namespace; keep one of them`)
+      error(`${joinLabel(spec)} and --empty-ns ${spec.ns.name} both decide the ${spec.ns.name} namespace; keep one of them`)
     }
 
     if (spec.ns.name !== 'user' && (spec.uid !== undefined || spec.gid !== undefined)) {
-      error(`--join-ns ${quote(formatJoinNs(spec))}: UID/GID options are accepted only for user`)
+      error(`${joinLabel(spec)}: UID/GID options are accepted only for user`)
     }
 
     if (spec.ns.name === 'user' && options.forCriu !== false) {
       for (const [what, id] of [['UID', spec.uid], ['GID', spec.gid]] as const) {
         if (id !== undefined && id > CRIU_MAX_JOIN_ID) {
-          error(`--join-ns ${quote(formatJoinNs(spec))}: CRIU accepts a ${what} up to ${CRIU_MAX_JOIN_ID} when joining a user namespace, not ${id}`)
+          error(`${joinLabel(spec)}: CRIU accepts a ${what} up to ${CRIU_MAX_JOIN_ID} when joining a user namespace, not ${id}`)
         }
       }
 
       if (!options.allowUserNs) {
         warnings.push({
-          message: `--join-ns ${quote(formatJoinNs(spec))}: ${spec.ns.note}`,
+          message: `${joinLabel(spec)}: ${spec.ns.note}`,
           severity: 'warning',
         })
       }

@@ -3,11 +3,12 @@
  */
 import {Flags} from '@oclif/core'
 
+import {ContainerRef, JOIN_CONTAINER_GRAMMAR, parseContainerRef} from './containers.js'
 import {
   JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs,
 } from './join-ns.js'
 import {
-  JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, parseNamespaceList,
+  JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, namesOf, parseNamespaceList, POD_SHARED,
 } from './namespaces.js'
 
 /**
@@ -37,6 +38,21 @@ export const joinNs = Flags.custom<JoinNsSpec>({
   multipleNonGreedy: true,
   async parse(input) {
     return parseJoinNs(input, process.cwd())
+  },
+})
+
+/** The --join-container help the commands share: the grammar, and where containers are found. */
+export const JOIN_CONTAINER_HELP = [
+  `ID is a container ID or a unique start of one. TYPES is a comma-separated list of namespace types; without it, the types the containers of a pod share: ${namesOf(POD_SHARED)}. Other types can be given with -J, but not the same type twice.`,
+  'The host CLI is asked first (the criu:resolve-container hook); then the runtimes\' state folders: runc (/run/runc), Docker (/run/docker/runtime-runc/moby), containerd (/run/containerd/runc/NAMESPACE), crun ($XDG_RUNTIME_DIR/crun or /run/crun). The container\'s init is checked against the start time its runtime recorded, so a restarted container or a reused PID is refused, not joined.',
+].join('\n\n')
+
+/** `--join-container ID[:TYPES]`: a running container. The command gives the summary and description. */
+export const joinContainer = Flags.custom<ContainerRef>({
+  helpGroup: 'NAMESPACE',
+  helpValue: JOIN_CONTAINER_GRAMMAR,
+  async parse(input) {
+    return parseContainerRef(input)
   },
 })
 

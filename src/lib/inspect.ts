@@ -1,12 +1,15 @@
 /**
  * What `ns inspect` shows: the namespaces of a process, or of namespace files.
  */
-import {readdirSync, readFileSync, statSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs'
 
+import {
+  describeContainer, HostResolver, isContainerId, resolveContainer, ResolvedContainer,
+} from './containers.js'
 import {RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {namespaceByFlag, NAMESPACES} from './namespaces.js'
-import {inspectPath, PinError} from './native.js'
+import {inspectPath, PinError, pinPid} from './native.js'
 
 export interface NamespaceInfo {
   /** Processes in this namespace (with --holders), at most `limit`. */
@@ -24,6 +27,8 @@ export interface NamespaceInfo {
 }
 
 export interface InspectedTarget {
+  /** When the target was a container: how it was found. */
+  container?: ResolvedContainer
   namespaces: NamespaceInfo[]
   /** `pid 123` or the path. */
   target: string
@@ -86,4 +91,39 @@ export function inspectTarget(arg: string, options: {holders?: boolean} = {}): I
     if (error instanceof PinError) throw new RefusedError(error.message)
     throw error
   }
+}
+
+/**
+ * A container's namespaces: the files the host named, else its init's, each opened only
+ * after the init was checked against the start time its runtime recorded.
+ */
+export async function inspectContainer(id: string, options: {holders?: boolean; host?: HostResolver; prefix?: string} = {}): Promise<InspectedTarget> {
+  const container = await resolveContainer({id, token: id, types: NAMESPACES}, options)
+  const namespaces: NamespaceInfo[] = []
+  try {
+    for (const ns of NAMESPACES) {
+      const path = container.namespaces?.[ns.name]
+      if (path !== undefined) {
+        namespaces.push(describe(path, Boolean(options.holders)))
+      } else if (container.initPid !== undefined) {
+        const pin = pinPid(ns, container.initPid, container.initStartTime)
+        try {
+          namespaces.push(describe(pin.procPath, Boolean(options.holders)))
+        } finally {
+          pin.close()
+        }
+      }
+    }
+  } catch (error) {
+    if (error instanceof PinError) throw new RefusedError(`${describeContainer(container)}: ${error.message}`)
+    throw error
+  }
+
+  return {container, namespaces, target: describeContainer(container)}
+}
+
+/** A PID, a namespace file, or (when it is neither) a container ID or a unique start of one. */
+export async function inspectAny(arg: string, options: {holders?: boolean; host?: HostResolver} = {}): Promise<InspectedTarget> {
+  if (/^\d+$/.test(arg) || arg.includes('/') || existsSync(arg) || !isContainerId(arg)) return inspectTarget(arg, options)
+  return inspectContainer(arg, options)
 }

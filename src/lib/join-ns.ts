@@ -16,10 +16,23 @@ export const ID_MAX = 4_294_967_294
 export const JOIN_NS_GRAMMAR = 'NS:PID|NS_FILE[:UID[:GID]]'
 export const JOIN_NS_EXAMPLES = ['net:1234', 'uts:/run/netns/blue', 'user:1234:1000:1000']
 
-export type JoinTargetRef = {readonly kind: 'path'; readonly path: string} | {readonly kind: 'pid'; readonly pid: number}
+/** A process whose /proc/PID/ns/* is joined. */
+export interface PidTarget {
+  readonly kind: 'pid'
+  readonly pid: number
+  /**
+   * The process's start time (/proc/PID/stat field 22, clock ticks after boot) as a container
+   * runtime recorded it: pinning refuses a PID that now names another process.
+   */
+  readonly startTime?: number
+}
+
+export type JoinTargetRef = {readonly kind: 'path'; readonly path: string} | PidTarget
 
 /** One parsed `--join-ns` value. Downstream code never looks at the original string again. */
 export interface JoinNsSpec {
+  /** Where the join came from when not from -J, for messages: `--join-container "web"`. */
+  readonly from?: string
   readonly gid?: number
   readonly ns: NamespaceDesc
   readonly target: JoinTargetRef
@@ -134,4 +147,9 @@ export function formatJoinNs(spec: JoinNsSpec): string {
   if (spec.uid !== undefined) text += `:${spec.uid}`
   if (spec.gid !== undefined) text += `:${spec.gid}`
   return text
+}
+
+/** How messages name a join: the -J value, or the flag it came from and what it resolved to. */
+export function joinLabel(spec: JoinNsSpec): string {
+  return spec.from ? `${spec.from} (${formatJoinNs(spec)})` : `--join-ns ${quote(formatJoinNs(spec))}`
 }

@@ -23,6 +23,11 @@ export interface NamespaceDesc {
    * back at restore as --inherit-fd. CRIU knows net and pid; restore cannot join pid.
    */
   readonly externalizable: boolean
+  /**
+   * Whether the containers of a pod share it (as Kubernetes and podman pods share net, ipc and
+   * uts): what `--join-container ID` joins when no types are given.
+   */
+  readonly podShared: boolean
 }
 
 const table: readonly NamespaceDesc[] = [
@@ -32,11 +37,12 @@ const table: readonly NamespaceDesc[] = [
     flag: 0x02_00_00_00,
     joinable: false,
     name: 'cgroup',
+    podShared: false,
     note: 'CRIU cannot join a cgroup namespace at restore; use --manage-cgroups to place the tree in cgroups instead',
     procEntry: 'cgroup',
   },
   {
-    emptyable: false, externalizable: false, flag: 0x08_00_00_00, joinable: true, name: 'ipc', procEntry: 'ipc',
+    emptyable: false, externalizable: false, flag: 0x08_00_00_00, joinable: true, name: 'ipc', podShared: true, procEntry: 'ipc',
   },
   {
     emptyable: false,
@@ -44,11 +50,12 @@ const table: readonly NamespaceDesc[] = [
     flag: 0x00_02_00_00,
     joinable: true,
     name: 'mnt',
+    podShared: false,
     note: 'risky: the restored tree sees the target\'s mounts, so every file it had open must exist at the same path there',
     procEntry: 'mnt',
   },
   {
-    emptyable: true, externalizable: true, flag: 0x40_00_00_00, joinable: true, name: 'net', procEntry: 'net',
+    emptyable: true, externalizable: true, flag: 0x40_00_00_00, joinable: true, name: 'net', podShared: true, procEntry: 'net',
   },
   {
     emptyable: false,
@@ -56,11 +63,12 @@ const table: readonly NamespaceDesc[] = [
     flag: 0x20_00_00_00,
     joinable: false,
     name: 'pid',
+    podShared: false,
     note: 'a PID namespace is entered only by children created after the join, and CRIU must give each task back its own PID; checkpoint the tree inside its own PID namespace instead, so restore recreates it',
     procEntry: 'pid',
   },
   {
-    emptyable: false, externalizable: false, flag: 0x00_00_00_80, joinable: true, name: 'time', procEntry: 'time',
+    emptyable: false, externalizable: false, flag: 0x00_00_00_80, joinable: true, name: 'time', podShared: false, procEntry: 'time',
   },
   {
     emptyable: false,
@@ -68,11 +76,12 @@ const table: readonly NamespaceDesc[] = [
     flag: 0x10_00_00_00,
     joinable: true,
     name: 'user',
+    podShared: false,
     note: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s uid/gid mappings; pass --allow-user-ns to confirm',
     procEntry: 'user',
   },
   {
-    emptyable: false, externalizable: false, flag: 0x04_00_00_00, joinable: true, name: 'uts', procEntry: 'uts',
+    emptyable: false, externalizable: false, flag: 0x04_00_00_00, joinable: true, name: 'uts', podShared: true, procEntry: 'uts',
   },
 ]
 
@@ -81,6 +90,9 @@ export const NAMESPACES: readonly NamespaceDesc[] = table
 
 /** The types `restore --join-ns` accepts. */
 export const JOINABLE: readonly NamespaceDesc[] = table.filter(d => d.joinable)
+
+/** The types the containers of a pod share: what `--join-container ID` joins by default. */
+export const POD_SHARED: readonly NamespaceDesc[] = table.filter(d => d.podShared)
 
 const byName = new Map<string, NamespaceDesc>(table.map(d => [d.name, d]))
 const byFlag = new Map<number, NamespaceDesc>(table.map(d => [d.flag, d]))

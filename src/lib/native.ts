@@ -6,8 +6,9 @@
 import {join} from 'node:path'
 
 import {RefusedError} from './errors.js'
-import {formatJoinNs, JoinNsSpec, MESSAGE_TOKEN_MAX, quote} from './join-ns.js'
+import {joinLabel, JoinNsSpec, MESSAGE_TOKEN_MAX} from './join-ns.js'
 import {NamespaceDesc, namespaceByFlag} from './namespaces.js'
+import {processStat} from './proc.js'
 
 export interface NsDescription {
   readonly dev: number
@@ -178,8 +179,30 @@ function explainOpen(error: NativeError, what: string): string {
   }
 }
 
-/** Open and type-check the namespace `ns` of process `pid`; the fd stays open until close(). */
-export function pinPid(ns: NamespaceDesc, pid: number): PinnedNamespace {
+/**
+ * Refuse a PID that no longer names the process a runtime recorded: `startTime` is what the
+ * runtime wrote (runc's init_process_start, crun's process-start-time: /proc/PID/stat field 22).
+ */
+function checkStartTime(ns: NamespaceDesc, pid: number, startTime: number): void {
+  const stat = processStat(pid)
+  if (!stat || stat.state === 'Z' || stat.state === 'X') {
+    throw new PinError(`process ${pid} does not exist (or exited), so its ${ns.name} namespace cannot be joined`)
+  }
+
+  if (stat.startTime !== startTime) {
+    throw new PinError(`PID ${pid} now names another process (started at ${stat.startTime} clock ticks after boot, not ${startTime} as recorded): the container was restarted or has exited`)
+  }
+}
+
+/**
+ * Open and type-check the namespace `ns` of process `pid`; the fd stays open until close().
+ * With `startTime`, the process is checked before the namespace is opened (a clear early
+ * message) and again after: the native side opens the namespace through a pidfd and checks
+ * that the pidfd's process still lives, and a process that still has the recorded start time
+ * afterwards has held the PID all along, so the namespace opened is the recorded process's.
+ */
+export function pinPid(ns: NamespaceDesc, pid: number, startTime?: number): PinnedNamespace {
+  if (startTime !== undefined) checkStartTime(ns, pid, startTime)
   let d
   try {
     d = native().pinPid(pid, ns.procEntry)
@@ -192,7 +215,17 @@ export function pinPid(ns: NamespaceDesc, pid: number): PinnedNamespace {
     throw new PinError(explainOpen(error, `the ${ns.name} namespace of process ${pid} (/proc/${pid}/ns/${ns.procEntry})`))
   }
 
-  return new PinnedNamespace(ns, d, `pid ${pid}`)
+  const pinned = new PinnedNamespace(ns, d, `pid ${pid}`)
+  if (startTime !== undefined) {
+    try {
+      checkStartTime(ns, pid, startTime)
+    } catch (error) {
+      pinned.close()
+      throw error
+    }
+  }
+
+  return pinned
 }
 
 /** Open a namespace file and check it is a namespace of type `ns`. */
@@ -226,9 +259,9 @@ export function pinJoins(specs: readonly JoinNsSpec[]): PinnedNamespace[] {
   try {
     for (const spec of specs) {
       try {
-        pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid) : pinPath(spec.ns, spec.target.path))
+        pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid, spec.target.startTime) : pinPath(spec.ns, spec.target.path))
       } catch (error) {
-        if (error instanceof PinError) throw new RefusedError(`--join-ns ${quote(formatJoinNs(spec))}: ${error.message}`)
+        if (error instanceof PinError) throw new RefusedError(`${joinLabel(spec)}: ${error.message}`)
         throw error
       }
     }

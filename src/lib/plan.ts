@@ -10,7 +10,7 @@ import {join} from 'node:path'
 
 import type {TaskKobjIdsEntry} from './image-schema.js'
 
-import {formatJoinNs, formatTarget, JoinNsSpec, quote} from './join-ns.js'
+import {formatTarget, joinLabel, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc, namespaceByName, NAMESPACES} from './namespaces.js'
 
 /** The image file that holds a namespace's state, by type, for the namespace with CRIU id `id`. */
@@ -100,7 +100,7 @@ export function planNamespaces(
     const join = request.joinNs.find(j => j.ns === ns)
     if (join) {
       const how = ns.name === 'net' && images.externalNetKey ? ` (the checkpoint's external net namespace ${quote(images.externalNetKey)})` : ''
-      return {action: 'joined', detail: `${join.target.kind === 'pid' ? 'process ' : ''}${formatTarget(join.target)}${how}`, type: ns.name}
+      return {action: 'joined', detail: `${join.target.kind === 'pid' ? 'process ' : ''}${formatTarget(join.target)}${join.from ? ` (${join.from})` : ''}${how}`, type: ns.name}
     }
 
     if (request.emptyNs.includes(ns)) return {action: 'created empty', detail: 'loopback only', type: ns.name}
@@ -128,7 +128,7 @@ export function joinConflicts(images: CheckpointNamespaces, joins: readonly Join
   for (const spec of joins) {
     const own = images.own.find(o => o.ns === spec.ns)
     if (!own) continue
-    const head = `--join-ns ${quote(formatJoinNs(spec))}`
+    const head = joinLabel(spec)
     switch (spec.ns.name) {
     case 'uts': {
       conflicts.push({message: `${head}: the checkpoint has its own UTS namespace (${own.detail}); CRIU would set the joined namespace's hostname and domain name to the checkpoint's`, overridable: true})

@@ -6,6 +6,8 @@ import {readFileSync} from 'node:fs'
 
 export interface ProcessStat {
   ppid: number
+  /** Field 22: clock ticks after boot; with the PID, it names one process for the machine's uptime. */
+  startTime: number
   /** R, S, D, T, t, Z, X ... */
   state: string
 }
@@ -19,8 +21,9 @@ export function processStat(pid: number): ProcessStat | undefined {
     return undefined
   }
 
-  const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return {ppid: Number(ppid), state}
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // fields[0] is field 3 (state).
+  return {ppid: Number(fields[1]), startTime: Number(fields[19]), state: fields[0]}
 }
 
 /** Whether a process exists and is not a zombie (a zombie is dead; only its PID is still taken). */

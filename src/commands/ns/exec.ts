@@ -1,10 +1,13 @@
 import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../../lib/base-command.js'
+import {hostResolver, joinContainer} from '../../lib/containers.js'
+import {EXIT_REFUSED} from '../../lib/errors.js'
 import {ExecFailure, runExec} from '../../lib/exec.js'
 import {
-  JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNs,
+  JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
 } from '../../lib/flags.js'
+import {namesOf, POD_SHARED} from '../../lib/namespaces.js'
 
 export default class NsExec extends CriuCommand {
   static override criuJoinChecks = 'plain' as const
@@ -16,16 +19,20 @@ export default class NsExec extends CriuCommand {
     {command: '<%= config.bin %> <%= command.id %> -J net:1234 -J uts:1234 -- ip addr', description: 'What `nsenter -t 1234 -n -u ip addr` does.'},
     {command: '<%= config.bin %> <%= command.id %> -J user:1234:1000:1000 -J net:1234 -- id', description: 'Join a user namespace as uid/gid 1000 inside it.'},
     {command: '<%= config.bin %> <%= command.id %> -J net:/run/netns/blue -- ping -c1 10.0.0.1', description: 'Run in a named network namespace.'},
+    {command: '<%= config.bin %> <%= command.id %> --join-container web -- ss -ltn', description: 'The listening sockets of the running container web, seen from its network namespace with the host\'s tools.'},
   ]
   static override flags = {
     gid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this GID (default: the user join\'s GID option, else unchanged).'}),
+    'join-container': joinContainerFlag({
+      description: ['The command runs in the namespaces of the running container\'s init, as if each were given with -J.', JOIN_CONTAINER_HELP].join('\n\n'),
+      summary: `A running container to run the command in (default types: ${namesOf(POD_SHARED)}).`,
+    }),
     'join-ns': joinNs({
       description: [
         JOIN_NS_TARGETS_HELP,
         'Only user takes UID and GID: the IDs the command runs as inside that user namespace (--uid and --gid take precedence). The form NS:TARGET,UID,GID is accepted too.',
         joinableTypesHelp(false),
       ].join('\n\n'),
-      required: true,
       summary: `A namespace to run the command in (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
     }),
     uid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this UID (default: the user join\'s UID option, else unchanged).'}),
@@ -34,15 +41,19 @@ export default class NsExec extends CriuCommand {
   static override summary = 'Run a command inside joined namespaces.'
   // oclif puts the host's bin and this command's id in front; no spaces inside an option, so
   // that a long line breaks between options.
-  static override usage = '<%= command.id %> -J NS:TARGET... [--uid=N] [--gid=N] -- CMD [ARG...]'
+  static override usage = '<%= command.id %> [-J NS:TARGET...] [--join-container=ID[:TYPES]] [--uid=N] [--gid=N] -- CMD [ARG...]'
 
   public async run(): Promise<void> {
     const {argv, flags} = await this.parse(NsExec)
     const [command, ...args] = argv as string[]
-    if (!command) this.error('give the command to run after --, e.g. ns exec -J net:1234 -- ip addr', {exit: 2})
+    if (!command) this.error('give the command to run after --, e.g. ns exec -J net:1234 -- ip addr', {exit: EXIT_REFUSED})
+    const ref = flags['join-container']
+    if (!ref && !flags['join-ns']) this.error('give the namespaces to join: -J NS:PID|NS_FILE or --join-container ID', {exit: EXIT_REFUSED})
+    const joins = flags['join-ns'] ?? []
+    const joined = ref ? (await joinContainer(ref, {joinNs: joins}, {host: hostResolver(this.config)})).joins : []
     let status: number
     try {
-      status = await runExec({args, command, gid: flags.gid, joinNs: flags['join-ns'], uid: flags.uid})
+      status = await runExec({args, command, gid: flags.gid, joinNs: [...joins, ...joined], uid: flags.uid})
     } catch (error) {
       if (error instanceof ExecFailure) this.error(error.message, {exit: error.status})
       throw error
