@@ -10,11 +10,12 @@ import {RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {namespaceByFlag, NAMESPACES} from './namespaces.js'
 import {inspectPath, PinError, pinPid} from './native.js'
+import {isKernelThread} from './proc.js'
 
 export interface NamespaceInfo {
-  /** Processes in this namespace (with --holders), at most `limit`. */
+  /** Every process in this namespace (with --holders), by PID. */
   holders?: {comm: string; pid: number}[]
-  /** How many processes are in it in all (with --holders). */
+  /** How many processes are in it (with --holders). */
   holderCount?: number
   inode: number
   /** Inode of the user namespace that owns it, when visible. */
@@ -34,13 +35,18 @@ export interface InspectedTarget {
   target: string
 }
 
-const HOLDERS_SHOWN = 5
+export interface HolderOptions {
+  holders?: boolean
+  /** Count kernel threads among the holders (they sit in the initial namespaces). */
+  kernelThreads?: boolean
+}
 
 /** Every process in the namespace of this type with this inode. */
-function holdersOf(procEntry: string, inode: number): {comm: string; pid: number}[] {
+function holdersOf(procEntry: string, inode: number, kernelThreads: boolean): {comm: string; pid: number}[] {
   const found: {comm: string; pid: number}[] = []
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue
+    if (!kernelThreads && isKernelThread(Number(name))) continue
     try {
       if (statSync(`/proc/${name}/ns/${procEntry}`).ino === inode) {
         found.push({comm: readFileSync(`/proc/${name}/comm`, 'utf8').trim(), pid: Number(name)})
@@ -53,22 +59,21 @@ function holdersOf(procEntry: string, inode: number): {comm: string; pid: number
   return found.sort((a, b) => a.pid - b.pid)
 }
 
-function describe(path: string, withHolders: boolean): NamespaceInfo {
+function describe(path: string, options: HolderOptions): NamespaceInfo {
   const d = inspectPath(path)
   const ns = namespaceByFlag(d.nstype)
   if (!ns) throw new RefusedError(`${quote(path)} is not a namespace file`)
   const info: NamespaceInfo = {inode: d.ino, ownerUid: d.ownerUid, ownerUserNs: d.ownerIno, sameAsCaller: statSync(`/proc/self/ns/${ns.procEntry}`).ino === d.ino, type: ns.name}
-  if (withHolders) {
-    const all = holdersOf(ns.procEntry, d.ino)
-    info.holders = all.slice(0, HOLDERS_SHOWN)
-    info.holderCount = all.length
+  if (options.holders) {
+    info.holders = holdersOf(ns.procEntry, d.ino, Boolean(options.kernelThreads))
+    info.holderCount = info.holders.length
   }
 
   return info
 }
 
 /** A PID (every namespace type of that process) or a namespace file. */
-export function inspectTarget(arg: string, options: {holders?: boolean} = {}): InspectedTarget {
+export function inspectTarget(arg: string, options: HolderOptions = {}): InspectedTarget {
   if (/^\d+$/.test(arg)) {
     const pid = Number(arg)
     try {
@@ -78,7 +83,7 @@ export function inspectTarget(arg: string, options: {holders?: boolean} = {}): I
     }
 
     try {
-      return {namespaces: NAMESPACES.map(ns => describe(`/proc/${pid}/ns/${ns.procEntry}`, Boolean(options.holders))), target: `pid ${pid}`}
+      return {namespaces: NAMESPACES.map(ns => describe(`/proc/${pid}/ns/${ns.procEntry}`, options)), target: `pid ${pid}`}
     } catch (error) {
       if (error instanceof PinError) throw new RefusedError(error.message)
       throw error
@@ -86,7 +91,7 @@ export function inspectTarget(arg: string, options: {holders?: boolean} = {}): I
   }
 
   try {
-    return {namespaces: [describe(arg, Boolean(options.holders))], target: arg}
+    return {namespaces: [describe(arg, options)], target: arg}
   } catch (error) {
     if (error instanceof PinError) throw new RefusedError(error.message)
     throw error
@@ -97,18 +102,18 @@ export function inspectTarget(arg: string, options: {holders?: boolean} = {}): I
  * A container's namespaces: the files the host named, else its init's, each opened only
  * after the init was checked against the start time its runtime recorded.
  */
-export async function inspectContainer(id: string, options: {holders?: boolean; host?: HostResolver; prefix?: string} = {}): Promise<InspectedTarget> {
+export async function inspectContainer(id: string, options: HolderOptions & {host?: HostResolver; prefix?: string} = {}): Promise<InspectedTarget> {
   const container = await resolveContainer({id, token: id, types: NAMESPACES}, options)
   const namespaces: NamespaceInfo[] = []
   try {
     for (const ns of NAMESPACES) {
       const path = container.namespaces?.[ns.name]
       if (path !== undefined) {
-        namespaces.push(describe(path, Boolean(options.holders)))
+        namespaces.push(describe(path, options))
       } else if (container.initPid !== undefined) {
         const pin = pinPid(ns, container.initPid, container.initStartTime)
         try {
-          namespaces.push(describe(pin.procPath, Boolean(options.holders)))
+          namespaces.push(describe(pin.procPath, options))
         } finally {
           pin.close()
         }
@@ -123,7 +128,7 @@ export async function inspectContainer(id: string, options: {holders?: boolean; 
 }
 
 /** A PID, a namespace file, or (when it is neither) a container ID or a unique start of one. */
-export async function inspectAny(arg: string, options: {holders?: boolean; host?: HostResolver} = {}): Promise<InspectedTarget> {
+export async function inspectAny(arg: string, options: HolderOptions & {host?: HostResolver} = {}): Promise<InspectedTarget> {
   if (/^\d+$/.test(arg) || arg.includes('/') || existsSync(arg) || !isContainerId(arg)) return inspectTarget(arg, options)
   return inspectContainer(arg, options)
 }

@@ -5,6 +5,8 @@
 import {readFileSync} from 'node:fs'
 
 export interface ProcessStat {
+  /** Field 9: the kernel's PF_* flags. */
+  flags: number
   ppid: number
   /** Field 22: clock ticks after boot; with the PID, it names one process for the machine's uptime. */
   startTime: number
@@ -23,7 +25,18 @@ export function processStat(pid: number): ProcessStat | undefined {
 
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   // fields[0] is field 3 (state).
-  return {ppid: Number(fields[1]), startTime: Number(fields[19]), state: fields[0]}
+  return {
+    flags: Number(fields[6]), ppid: Number(fields[1]), startTime: Number(fields[19]), state: fields[0],
+  }
+}
+
+/** PF_KTHREAD (include/linux/sched.h): the process is a kernel thread. */
+const PF_KTHREAD = 0x00_20_00_00
+
+/** Whether a process is a kernel thread (kthreadd and its children): false when it is gone. */
+export function isKernelThread(pid: number): boolean {
+  const stat = processStat(pid)
+  return stat !== undefined && (stat.flags & PF_KTHREAD) !== 0
 }
 
 /** Whether a process exists and is not a zombie (a zombie is dead; only its PID is still taken). */

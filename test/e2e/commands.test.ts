@@ -197,6 +197,11 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
     })
   })
 
+  interface Inspected {
+    namespaces: {holderCount: number; holders: {pid: number}[]; type: string}[]
+  }
+  const netOf = (r: Inspected) => r.namespaces.find(n => n.type === 'net')!
+
   describe('ns inspect', () => {
     it('shows which namespaces of a process differ from ours, with inodes and holders (--json)', async () => {
       const holder = await startHolder(['net', 'uts'])
@@ -220,6 +225,40 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       expect(r.code, r.stderr).to.equal(0)
       expect(r.stdout).to.match(new RegExp(`^${path}:\\n\\s*type\\s+inode\\s+owner user ns\\s+yours`))
       expect(r.stdout).to.match(/net\s+\d+\s+\d+\s+differs/)
+    })
+
+    it('--holders: all of them in JSON, kernel threads only when asked, a table within 80 columns', () => {
+      const json = (args: string[]) => JSON.parse(mycli(['ns', 'inspect', String(process.pid), '--holders', '--json', ...args]).stdout)[0]
+      const plain = netOf(json([]))
+      expect(plain.holders.length, 'nothing cut in JSON').to.equal(plain.holderCount)
+      expect(plain.holders.length).to.be.greaterThan(5)
+      expect(plain.holders.map(h => h.pid), 'kthreadd is a kernel thread').not.to.include(2)
+      expect(plain.holders.map(h => h.pid)).to.include(process.pid)
+      const withKernel = netOf(json(['--kernel-threads']))
+      expect(withKernel.holders.map(h => h.pid)).to.include(2)
+      expect(withKernel.holderCount).to.be.greaterThan(plain.holderCount)
+
+      const table = mycli(['ns', 'inspect', String(process.pid), '--holders'])
+      expect(table.code, table.stderr).to.equal(0)
+      for (const line of table.stdout.split('\n')) {
+        expect(line.length, line).to.be.at.most(80)
+        expect(line, 'trailing spaces').not.to.match(/ $/)
+      }
+
+      expect(table.stdout).to.match(/\(\+\d+ more\)/)
+      expect(table.stdout, 'entries as comm(pid)').to.match(/\S+\(\d+\), \S+\(\d+\)/)
+    })
+
+    it('colours "differs" only where colour is wanted: FORCE_COLOR yes, NO_COLOR and pipes no, --json never', async () => {
+      const holder = await startHolder(['net'])
+      const esc = '\u001B['
+      expect(mycli(['ns', 'inspect', String(holder.pid)]).stdout, 'a pipe').not.to.include(esc)
+      const forced = mycli(['ns', 'inspect', String(holder.pid)], {FORCE_COLOR: '1'}).stdout
+      const netLine = forced.split('\n').find(l => l.startsWith('net '))
+      expect(netLine).to.include(`${esc}33mdiffers`)
+      expect(forced, '"same" stays plain').to.match(/uts\s+\d+\s+\d+\s+same/)
+      expect(mycli(['ns', 'inspect', String(holder.pid)], {FORCE_COLOR: '1', NO_COLOR: '1'}).stdout).not.to.include(esc)
+      expect(mycli(['ns', 'inspect', String(holder.pid), '--json'], {FORCE_COLOR: '1'}).stdout).not.to.include(esc)
     })
 
     it('refuses a file that is not a namespace and a missing process (exit 2)', () => {

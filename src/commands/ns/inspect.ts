@@ -2,8 +2,15 @@ import {Args, Flags} from '@oclif/core'
 import Table from 'cli-table3'
 
 import {CriuCommand} from '../../lib/base-command.js'
+import {stdoutColours} from '../../lib/colour.js'
 import {hostResolver} from '../../lib/containers.js'
-import {inspectAny} from '../../lib/inspect.js'
+import {InspectedTarget, inspectAny} from '../../lib/inspect.js'
+
+/** Holders shown per namespace in the table; --json lists them all. */
+const HOLDERS_SHOWN = 5
+/** Widths of the type, inode, owner and yours columns, and the gap between columns. */
+const FIXED = [6, 10, 13, 7]
+const GAP = 2
 
 export default class NsInspect extends CriuCommand {
   static override args = {
@@ -18,6 +25,7 @@ export default class NsInspect extends CriuCommand {
   ]
   static override flags = {
     holders: Flags.boolean({summary: 'List the processes in each namespace (scans /proc).'}),
+    'kernel-threads': Flags.boolean({dependsOn: ['holders'], summary: 'Count kernel threads among the holders (left out by default).'}),
   }
   static override strict = false
   static override summary = 'Show the namespaces of processes or namespace files.'
@@ -26,30 +34,43 @@ export default class NsInspect extends CriuCommand {
     const {argv, flags} = await this.parse(NsInspect)
     const host = hostResolver(this.config)
     const results = []
-    for (const target of argv as string[]) results.push(await inspectAny(target, {holders: flags.holders, host}))
-    if (this.jsonEnabled()) return results
-    for (const r of results) {
-      const head = ['type', 'inode', 'owner user ns', 'yours']
-      if (flags.holders) head.push('processes')
-      const table = new Table({
-        chars: {bottom: '', 'bottom-left': '', 'bottom-mid': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', middle: '  ', right: '', 'right-mid': '', top: '', 'top-left': '', 'top-mid': '', 'top-right': ''},
-        head,
-        style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0},
-      })
-      for (const ns of r.namespaces) {
-        const row = [ns.type, String(ns.inode), ns.ownerUserNs === undefined ? '-' : String(ns.ownerUserNs), ns.sameAsCaller ? 'same' : 'differs']
-        if (flags.holders) {
-          const shown = (ns.holders ?? []).map(h => `${h.pid} ${h.comm}`).join(', ')
-          row.push(ns.holderCount! > (ns.holders?.length ?? 0) ? `${shown} (+${ns.holderCount! - ns.holders!.length} more)` : shown)
-        }
-
-        table.push(row)
-      }
-
-      this.log(`${r.target}:`)
-      this.log(table.toString())
+    for (const target of argv as string[]) {
+      results.push(await inspectAny(target, {holders: flags.holders, host, kernelThreads: flags['kernel-threads']}))
     }
 
+    if (this.jsonEnabled()) return results
+    for (const r of results) this.log(this.render(r, flags.holders))
     return results
+  }
+
+  /** One target as a table that fits the terminal (80 columns in pipes), without trailing spaces. */
+  private render(r: InspectedTarget, holders: boolean): string {
+    const colour = stdoutColours()
+    const width = process.stdout.columns || 80
+    const head = ['type', 'inode', 'owner user ns', 'yours']
+    const colWidths = [...FIXED]
+    if (holders) {
+      head.push('processes')
+      colWidths.push(Math.max(20, width - FIXED.reduce((a, b) => a + b, 0) - (GAP * FIXED.length)))
+    }
+
+    const blank = {bottom: '', 'bottom-left': '', 'bottom-mid': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', middle: ' '.repeat(GAP), right: '', 'right-mid': '', top: '', 'top-left': '', 'top-mid': '', 'top-right': ''}
+    const table = new Table({
+      chars: blank, colWidths, head, style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0}, wordWrap: true,
+    })
+    for (const ns of r.namespaces) {
+      const row = [ns.type, String(ns.inode), ns.ownerUserNs === undefined ? '-' : String(ns.ownerUserNs), ns.sameAsCaller ? 'same' : colour.yellow('differs')]
+      if (holders) {
+        const all = ns.holders ?? []
+        // comm(pid), as pstree writes it: no space inside an entry, so wrapping breaks between entries.
+        const shown = all.slice(0, HOLDERS_SHOWN).map(h => `${h.comm}(${h.pid})`).join(', ')
+        row.push(all.length > HOLDERS_SHOWN ? `${shown} (+${all.length - HOLDERS_SHOWN} more)` : shown)
+      }
+
+      table.push(row)
+    }
+
+    const lines = table.toString().split('\n').map(line => line.trimEnd())
+    return [`${r.target}:`, ...lines].join('\n')
   }
 }
