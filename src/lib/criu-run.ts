@@ -3,6 +3,7 @@
  * or a timeout, and say why it was stopped. What to do with the result is the caller's.
  */
 import {ChildProcess, spawn} from 'node:child_process'
+import {statSync} from 'node:fs'
 
 import {Exit} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
@@ -14,6 +15,14 @@ export interface CriuIO {
   /** Register a handler for SIGINT/SIGTERM for the time CRIU runs; returns the unregister function. */
   onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void
 }
+
+/**
+ * CRIU's log may not grow past this many MiB (flag --log-limit, env CRIU_LOG_LIMIT). A
+ * checkpoint or restore of 1 GiB logs a few MiB at -v4; a CRIU 4.2.1 restore of an emptied
+ * pages image loops and logs about 40 MB a second until the disk is full.
+ */
+export const DEFAULT_LOG_LIMIT_MIB = 256
+const LOG_POLL_MS = 200
 
 /** Shell-quoted command line, for --dry-run and messages. */
 const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
@@ -28,8 +37,11 @@ export class CriuRun {
   private reason: FailedError | InterruptedError | undefined
   private stderrText = ''
   private readonly child: ChildProcess
+  /** CRIU's log and how large supervise() lets it grow (MiB). */
+  readonly log: {file?: string; limitMib: number}
 
-  constructor(plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]}, env: NodeJS.ProcessEnv) {
+  constructor(plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]; logFile?: string; logLimitMib?: number}, env: NodeJS.ProcessEnv) {
+    this.log = {file: plan.logFile, limitMib: plan.logLimitMib ?? DEFAULT_LOG_LIMIT_MIB}
     this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe', ...plan.inheritFds]})
     this.child.stderr!.on('data', (chunk: Buffer) => {
       this.stderrText += chunk.toString()
@@ -55,14 +67,36 @@ export class CriuRun {
   }
 }
 
-/** Stop CRIU on SIGINT/SIGTERM and after the timeout; returns the function that undoes both. */
+/** How big a file is now; 0 while it does not exist. */
+function fileSize(path: string): number {
+  return statSync(path, {throwIfNoEntry: false})?.size ?? 0
+}
+
+/**
+ * Stop CRIU on SIGINT/SIGTERM, after the timeout, and when its log grows past the run's log
+ * limit (a looping CRIU must not fill the disk); returns the function that undoes all three.
+ */
 export function supervise(run: CriuRun, timeout: number | undefined, io: CriuIO, aftermath = 'nothing restored is left running'): () => void {
   const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
   const timer = timeout === undefined
     ? undefined
     : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`)), timeout * 1000)
+  const {file, limitMib} = run.log
+  const watch = file === undefined
+    ? undefined
+    : setInterval(() => {
+      const size = fileSize(file)
+      if (size <= limitMib * 1024 * 1024) return
+      run.stop(new FailedError(
+        `CRIU's log grew past ${limitMib} MiB (${(size / 1024 / 1024).toFixed(0)} MiB in ${file}); CRIU was stopped and ${aftermath}`,
+        'CRIU was most likely looping (a damaged checkpoint can do that; `checkpoint verify` checks one); if its log is really that large, raise --log-limit',
+        file,
+      ))
+    }, LOG_POLL_MS)
+  watch?.unref()
   return () => {
     if (timer) clearTimeout(timer)
+    if (watch) clearInterval(watch)
     unregister?.()
   }
 }

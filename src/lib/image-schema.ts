@@ -7,6 +7,11 @@ import protobuf from 'protobufjs'
 
 const root = protobuf.Root.fromJSON({
   nested: {
+    CoreEntry: {
+      fields: {
+        tc: {id: 3, type: 'TaskCoreEntry'},
+      },
+    },
     InventoryEntry: {
       fields: {
         imgVersion: {id: 1, rule: 'required', type: 'uint32'},
@@ -26,6 +31,20 @@ const root = protobuf.Root.fromJSON({
         extKey: {id: 8, type: 'string'},
       },
     },
+    PagemapEntry: {
+      fields: {
+        compatNrPages: {id: 2, rule: 'required', type: 'uint32'},
+        flags: {id: 4, type: 'uint32'},
+        inParent: {id: 3, type: 'bool'},
+        nrPages: {id: 5, type: 'uint64'},
+        vaddr: {id: 1, rule: 'required', type: 'uint64'},
+      },
+    },
+    PagemapHead: {
+      fields: {
+        pagesId: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
     PstreeEntry: {
       fields: {
         pgid: {id: 3, rule: 'required', type: 'uint32'},
@@ -33,6 +52,11 @@ const root = protobuf.Root.fromJSON({
         ppid: {id: 2, rule: 'required', type: 'uint32'},
         sid: {id: 4, rule: 'required', type: 'uint32'},
         threads: {id: 5, rule: 'repeated', type: 'uint32'},
+      },
+    },
+    TaskCoreEntry: {
+      fields: {
+        taskState: {id: 1, rule: 'required', type: 'uint32'},
       },
     },
     TaskKobjIdsEntry: {
@@ -70,6 +94,7 @@ export interface PstreeEntry {
 
 export interface TaskKobjIdsEntry {
   cgroupNsId?: number
+  filesId?: number
   ipcNsId?: number
   mntNsId?: number
   netNsId?: number
@@ -99,11 +124,38 @@ export interface NetDeviceEntry {
 /** images/netdev.proto nd_type */
 export const ND_TYPE = {BRIDGE: 6, EXTLINK: 4, LOOPBACK: 1, MACVLAN: 7, SIT: 8, TUN: 3, VENET: 5, VETH: 2} as const
 
+export interface CoreEntry {
+  tc?: {taskState: number}
+}
+
+/** criu/include/task-state (compel): a zombie is dumped as TASK_DEAD and has no memory images. */
+export const TASK_DEAD = 2
+
+export interface PagemapHead {
+  pagesId: number
+}
+
+export interface PagemapEntry {
+  compatNrPages: number
+  flags?: number
+  inParent?: boolean
+  /** uint64: protobufjs gives a Long-like value or a number. */
+  nrPages?: number | {toNumber(): number}
+  vaddr: unknown
+}
+
+/** criu/include/pagemap.h: the entry's pages are in pages-N.img (not in a parent, not lazy). */
+export const PE_PRESENT = 1 << 2
+export const PE_PARENT = Math.trunc(1)
+
 export const MESSAGES = {
+  core: root.lookupType('CoreEntry'),
   ids: root.lookupType('TaskKobjIdsEntry'),
   inventory: root.lookupType('InventoryEntry'),
   netdev: root.lookupType('NetDeviceEntry'),
   netns: root.lookupType('NetnsEntry'),
+  pagemap: root.lookupType('PagemapEntry'),
+  pagemapHead: root.lookupType('PagemapHead'),
   pstree: root.lookupType('PstreeEntry'),
   utsns: root.lookupType('UtsnsEntry'),
 }

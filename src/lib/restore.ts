@@ -13,6 +13,7 @@ import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
+import {checkBeforeRestore, IntegrityMethod, NO_PAGES_CHECK, pagesVerdict, startPages, verdictLine} from './integrity.js'
 import {JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
@@ -35,6 +36,8 @@ export interface RestoreRequest {
   imagesDir: string
   joinNs: readonly JoinNsSpec[]
   logFile?: string
+  /** MiB; CRIU is stopped when its log grows past this (criu-run.ts DEFAULT_LOG_LIMIT_MIB). */
+  logLimit?: number
   manageCgroups?: ManageCgroupsMode
   pidfile?: string
   shellJob?: boolean
@@ -43,6 +46,8 @@ export interface RestoreRequest {
   timeout?: number
   /** CRIU's log level, 0-4; default 4 so that failures can be explained from the log. */
   verbosity?: number
+  /** Check the images (manifest, else structure) before and while CRIU reads them; default true. */
+  verifyImages?: boolean
   workDir?: string
 }
 
@@ -138,6 +143,7 @@ export interface RestoreResult {
 export interface DryRunResult {
   command: string
   criuVersion: string
+  integrity: {files: number; method: IntegrityMethod; verdict: string}
   plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
 }
 
@@ -218,6 +224,8 @@ async function prepare(request: RestoreRequest) {
   }
 
   checkImagesDir(request.imagesDir)
+  // A damaged checkpoint is refused here, before CRIU reads it (a dry run hashes the pages too).
+  const integrity = await checkBeforeRestore(request.imagesDir, {pages: Boolean(request.dryRun), verify: request.verifyImages !== false})
   const images = await checkpointNamespaces(request)
   if (request.workDir !== undefined && !isDirectory(request.workDir)) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
@@ -229,7 +237,7 @@ async function prepare(request: RestoreRequest) {
   try {
     const criu = findCriu(request.criuPath)
     const version: CriuVersion = await criuVersion(criu)
-    return {criu, images, pins, version}
+    return {criu, images, integrity, pins, version}
   } catch (error) {
     for (const p of pins) p.close()
     throw error
@@ -243,7 +251,7 @@ function plannedJoins(pins: readonly PinnedNamespace[], specs: readonly JoinNsSp
 
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
-  const {criu, images, pins, version} = await prepare(request)
+  const {criu, images, integrity, pins, version} = await prepare(request)
   try {
     const workDir = request.workDir ? resolve(request.workDir) : join(tmpdir(), 'mycli-restore-XXXXXX')
     const plan = planRestore(request, {
@@ -256,6 +264,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
     return {
       command: formatCommand(plan.criu, plan.argv, plan.env),
       criuVersion: version.text,
+      integrity: {files: integrity.files, method: integrity.method, verdict: verdictLine(integrity)},
       plan: {namespaces: planNamespaces(images, request), pidfile: plan.pidfile, workDir},
     }
   } finally {
@@ -282,7 +291,7 @@ const sleep = (ms: number) =>
 async function attachedRestore(
   run: CriuRun,
   plan: RestorePlan,
-  pins: PinnedNamespace[],
+  verify: {images: () => Promise<void>; pins: PinnedNamespace[]},
   io: RestoreIO,
 ): Promise<{exit: Exit; namespaces?: JoinedNamespace[]; pid?: number}> {
   const state: {exit?: Exit} = {}
@@ -295,6 +304,8 @@ async function attachedRestore(
   let pid: number | undefined
   while (state.exit === undefined && (pid = readPid(plan.pidfile)) === undefined) await sleep(20)
   if (pid === undefined || run.stopped) return {exit: await run.exited}
+  const {pins} = verify
+  await verify.images() // integrity (#19): to move into the post-restore stage with #13
   const namespaces = verifyJoins(pid, pins)
   io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
   io.restored?.(pid, namespaces)
@@ -373,9 +384,10 @@ async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
  */
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
-  const {criu, images, pins, version} = await prepare(request)
+  const {criu, images, integrity, pins, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
+  let pagesCheck = NO_PAGES_CHECK
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
     const plan = planRestore(request, {
@@ -388,7 +400,12 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
-    run = new CriuRun(plan, env)
+    // integrity (#19): the pages images are hashed while CRIU reads them; the verdict is awaited
+    // after CRIU returns, and a mismatch kills the tree (the failure path below). MERGE: await
+    // it in #13's post-restore stage instead, so that a damaged tree is never resumed.
+    pagesCheck = startPages(request.imagesDir, integrity)
+    const imagesVerdict = () => pagesVerdict(request.imagesDir, pagesCheck)
+    run = new CriuRun({...plan, logLimitMib: request.logLimit}, env)
     release = supervise(run, request.timeout, io)
 
     const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => ({
@@ -401,7 +418,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     })
 
     if (!request.detached) {
-      const attached = await attachedRestore(run, plan, pins, io)
+      const attached = await attachedRestore(run, plan, {images: imagesVerdict, pins}, io)
       if (run.stopped) throw run.stopped
       if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, run.stderr)
       if (attached.exit.code !== 0) {
@@ -416,6 +433,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
+    await imagesVerdict() // integrity (#19), see above
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
     if (run) {
@@ -426,6 +444,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
 
     throw error
   } finally {
+    pagesCheck.cancel()
     release?.()
     if (run) releaseSubreaper()
     for (const p of pins) p.close()
