@@ -367,7 +367,8 @@ function ours(pid: number): boolean {
  */
 async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
   const victims = pids.filter(pid => ours(pid))
-  const children = victims.filter(pid => parentOf(pid) === process.pid)
+  // Zombies too: a task CRIU killed before it exited is our child once CRIU is gone, and only we can free its PID.
+  const children = pids.filter(pid => processStat(pid)?.ppid === process.pid)
   for (const pid of victims) killProcess(pid)
   await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
   // Grandchildren reparent to us as their parents die: reap those too.
