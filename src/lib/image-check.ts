@@ -13,9 +13,9 @@ import type {Damage} from './manifest.js'
 
 import {checkWireFormat, decodeRecord, imageRecords, ImageError} from './image-reader.js'
 import {
-  CoreEntry, MESSAGES, PagemapEntry, PagemapHead, PE_PARENT, PE_PRESENT, PstreeEntry, TASK_DEAD, TaskKobjIdsEntry,
+  CoreEntry, FdinfoEntry, FileEntry, FsEntry, MESSAGES, PagemapEntry, PagemapHead, PE_PARENT, PE_PRESENT, PstreeEntry, TASK_DEAD, TaskKobjIdsEntry,
 } from './image-schema.js'
-import {IMAGE_MAGICS, IMG_COMMON_MAGIC, isInventoryHeader, RAW_IMAGE_PREFIXES} from './images.js'
+import {IMAGE_MAGICS, IMG_COMMON_MAGIC, isInventoryHeader, RAW_IMAGE_PREFIXES, SINGLE_ENTRY_IMAGES} from './images.js'
 
 /** x86-64 and the 4 KiB-page arm64 kernels; pagemap entries count pages of this size. */
 export const PAGE_SIZE = 4096
@@ -45,6 +45,7 @@ function checkImage(name: string, bytes: Uint8Array): Uint8Array[] {
 
   const records = imageRecords(bytes, name)
   for (const [i, record] of records.entries()) checkWireFormat(record, name, i)
+  if (records.length === 0 && SINGLE_ENTRY_IMAGES.some(p => p.test(name))) throw new ImageError('has no record (CRIU reads its one entry)')
   return records
 }
 
@@ -84,6 +85,11 @@ class Folder {
     if (!this.names.has(file)) this.damage.push({file, message: `is missing (${why} needs it)`})
     return this.records.get(file)
   }
+
+  /** Every entry of an image, decoded; those that do not decode are damage. */
+  decodeAll<T>(file: string, message: (typeof MESSAGES)[keyof typeof MESSAGES]): T[] {
+    return (this.records.get(file) ?? []).map((_, i) => this.decode<T>(file, message, i)).filter(e => e !== undefined)
+  }
 }
 
 /** pages-N.img must be exactly as long as the pagemap's stored pages. Returns whether it was compared. */
@@ -117,6 +123,17 @@ function checkPagemap(folder: Folder, pid: number, why: string): boolean {
   return true
 }
 
+/**
+ * Every file a task's fds, cwd and root name must be in files.img: this finds a files.img cut
+ * short at a record boundary (its records then still decode), as long as a lost entry was in use.
+ */
+function checkFileReferences(folder: Folder, users: ReadonlyArray<readonly [string, number]>): void {
+  if (!folder.records.has('files.img')) return
+  const ids = new Set(folder.decodeAll<FileEntry>('files.img', MESSAGES.file).map(f => f.id))
+  const lost = users.find(([, id]) => !ids.has(id))
+  if (lost) folder.damage.push({file: 'files.img', message: `has no entry for file id ${lost[1]}, which ${lost[0]} uses (cut short?)`})
+}
+
 /** The images one task of pstree.img needs. Returns whether its pages image was compared. */
 function checkTask(folder: Folder, task: PstreeEntry): boolean {
   const why = `task ${task.pid} in pstree.img`
@@ -125,7 +142,14 @@ function checkTask(folder: Folder, task: PstreeEntry): boolean {
   const state = folder.decode<CoreEntry>(`core-${task.pid}.img`, MESSAGES.core)?.tc?.taskState
   if (state === TASK_DEAD) return false // a zombie has no memory or files
   const filesId = folder.decode<TaskKobjIdsEntry>(`ids-${task.pid}.img`, MESSAGES.ids)?.filesId
-  if (filesId !== undefined) folder.need(`fdinfo-${filesId}.img`, `${why} (files id ${filesId})`)
+  const fdinfo = `fdinfo-${filesId}.img`
+  if (filesId !== undefined) folder.need(fdinfo, `${why} (files id ${filesId})`)
+  folder.need(`fs-${task.pid}.img`, why)
+  const fs = folder.decode<FsEntry>(`fs-${task.pid}.img`, MESSAGES.fs)
+  checkFileReferences(folder, [
+    ...folder.decodeAll<FdinfoEntry>(fdinfo, MESSAGES.fdinfo).map(e => [`fd ${e.fd} in ${fdinfo}`, e.id] as const),
+    ...(fs ? [[`the cwd in fs-${task.pid}.img`, fs.cwdId] as const, [`the root in fs-${task.pid}.img`, fs.rootId] as const] : []),
+  ])
   folder.need(`mm-${task.pid}.img`, why)
   return checkPagemap(folder, task.pid, why)
 }

@@ -12,6 +12,24 @@ const root = protobuf.Root.fromJSON({
         tc: {id: 3, type: 'TaskCoreEntry'},
       },
     },
+    FdinfoEntry: {
+      fields: {
+        fd: {id: 4, rule: 'required', type: 'uint32'},
+        id: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
+    FileEntry: {
+      fields: {
+        id: {id: 2, rule: 'required', type: 'uint32'},
+        type: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
+    FsEntry: {
+      fields: {
+        cwdId: {id: 1, rule: 'required', type: 'uint32'},
+        rootId: {id: 2, rule: 'required', type: 'uint32'},
+      },
+    },
     InventoryEntry: {
       fields: {
         imgVersion: {id: 1, rule: 'required', type: 'uint32'},
@@ -148,8 +166,28 @@ export interface PagemapEntry {
 export const PE_PRESENT = 1 << 2
 export const PE_PARENT = Math.trunc(1)
 
+/** fdinfo-N.img: one open fd of a task; `id` is its file's entry in files.img. */
+export interface FdinfoEntry {
+  fd: number
+  id: number
+}
+
+export interface FileEntry {
+  id: number
+  type: number
+}
+
+/** fs-PID.img: the task's cwd and root, as entries of files.img. */
+export interface FsEntry {
+  cwdId: number
+  rootId: number
+}
+
 export const MESSAGES = {
   core: root.lookupType('CoreEntry'),
+  fdinfo: root.lookupType('FdinfoEntry'),
+  file: root.lookupType('FileEntry'),
+  fs: root.lookupType('FsEntry'),
   ids: root.lookupType('TaskKobjIdsEntry'),
   inventory: root.lookupType('InventoryEntry'),
   netdev: root.lookupType('NetDeviceEntry'),

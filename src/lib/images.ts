@@ -40,6 +40,11 @@ export const IMAGE_MAGICS: ReadonlyArray<readonly [RegExp, number]> = [
   [/^mountpoints-\d+\.img$/, 0x55_56_39_28],
 ]
 
+/** Images CRIU reads exactly one entry from: with none it fails or, for fs-PID.img, crashes. */
+export const SINGLE_ENTRY_IMAGES = [
+  /^core-\d+\.img$/, /^ids-\d+\.img$/, /^fs-\d+\.img$/, /^mm-\d+\.img$/, /^inventory\.img$/, /^seccomp\.img$/, /^timens-\d+\.img$/, /^utsns-\d+\.img$/,
+]
+
 /** Images CRIU writes without any header: memory pages, ip/iptables/nft dumps, tarballs. */
 export const RAW_IMAGE_PREFIXES = ['pages-', 'ifaddr-', 'route-', 'route6-', 'rule-', 'iptables-', 'ip6tables-', 'nftables-', 'netns-ct-', 'netns-exp-', 'tmpfs-']
 

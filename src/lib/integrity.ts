@@ -95,7 +95,7 @@ export async function pagesVerdict(dir: string, check: PagesCheck): Promise<void
     await check.verdict
   } catch (error) {
     if (error instanceof PagesDamageError) {
-      throw new FailedError(`--images-dir ${quote(dir)}: the checkpoint does not match ${MANIFEST_FILE}, found while CRIU read it; the restored tree was killed:\n${describeDamage(error.damage)}`, 'restore from an intact copy')
+      throw new FailedError(`--images-dir ${quote(dir)}: the checkpoint does not match ${MANIFEST_FILE}, found while CRIU read it; nothing restored is left running:\n${describeDamage(error.damage)}`, 'restore from an intact copy')
     }
 
     throw error

@@ -21,6 +21,8 @@ export interface ManifestEntry {
 
 export interface Manifest {
   algorithm: typeof DIGEST_ALGORITHM
+  /** Of the manifest itself (see manifestDigest), so that damage to it is told apart from damage to the images. */
+  digest: string
   files: Record<string, ManifestEntry>
   format: typeof FORMAT
   /** The plugin (name@version) that wrote it. */
@@ -74,17 +76,24 @@ async function checkpointFiles(dir: string): Promise<string[]> {
   return entries.filter(e => e.isFile() && covered(e.name)).map(e => e.name).sort()
 }
 
+/** XXH64 of everything in the manifest but its own digest, in a fixed order. */
+async function manifestDigest(m: Omit<Manifest, 'digest'>): Promise<string> {
+  const api = await xxhash()
+  return api.h64ToString(JSON.stringify([m.format, m.algorithm, m.writtenBy, Object.entries(m.files).map(([name, e]) => [name, e.size, e.digest])]))
+}
+
 /** Digest every file of the folder and write the manifest there. */
 export async function writeManifest(dir: string, writtenBy: string): Promise<Manifest> {
   const files: Record<string, ManifestEntry> = {}
   for (const name of await checkpointFiles(dir)) files[name] = await digestFile(join(dir, name))
-  const manifest: Manifest = {algorithm: DIGEST_ALGORITHM, files, format: FORMAT, writtenBy}
+  const body = {algorithm: DIGEST_ALGORITHM, files, format: FORMAT, writtenBy} as const
+  const manifest: Manifest = {...body, digest: await manifestDigest(body)}
   await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', {mode: 0o644})
   return manifest
 }
 
-/** Pure: whether parsed JSON is a manifest this code can check. */
-export function parseManifest(text: string): Manifest {
+/** Whether the text is an intact manifest this code can check; throws ManifestError saying why not. */
+export async function parseManifest(text: string): Promise<Manifest> {
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -101,6 +110,10 @@ export function parseManifest(text: string): Manifest {
     if (name.includes('/') || !Number.isSafeInteger(entry?.size) || !/^[\da-f]{16}$/.test(entry?.digest ?? '')) {
       throw new ManifestError(`${MANIFEST_FILE}: the entry for ${JSON.stringify(name)} is not a file name with a size and a ${DIGEST_ALGORITHM} digest`)
     }
+  }
+
+  if (typeof m.writtenBy !== 'string' || m.digest !== await manifestDigest(m as Manifest)) {
+    throw new ManifestError(`${MANIFEST_FILE} is damaged (its own ${DIGEST_ALGORITHM} digest does not match its content)`)
   }
 
   return m as Manifest

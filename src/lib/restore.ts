@@ -433,8 +433,9 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
+    // integrity (#19), see above; also when CRIU failed: damage explains a failure better than CRIU's log
+    await imagesVerdict()
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
-    await imagesVerdict() // integrity (#19), see above
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
     if (run) {

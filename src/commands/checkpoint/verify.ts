@@ -23,15 +23,11 @@ export default class CheckpointVerify extends CriuCommand {
   public async run() {
     const {args} = await this.parse(CheckpointVerify)
     const result = await verifyCheckpoint(args.dir)
-    if (this.jsonEnabled()) {
-      if (result.sound) return result
-      this.logJson(result)
-      this.exit(1)
-    }
+    if (!result.sound) process.exitCode = 1 // damaged: exit 1, after the JSON or the list is printed
+    if (this.jsonEnabled()) return result
 
     this.log(`${args.dir}: ${verdictLine(result)}`)
     for (const d of result.damage) this.log(`  ${d.file}: ${d.message}`)
-    if (!result.sound) this.exit(1)
     return result
   }
 }
