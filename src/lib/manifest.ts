@@ -45,10 +45,16 @@ const covered = (name: string) => name !== MANIFEST_FILE && !name.endsWith('.log
 
 const CHUNK = 4 << 20
 
+/** The WASM module, compiled once per process. */
+let hasher: ReturnType<typeof xxhash> | undefined
+const xxh = () => {
+  hasher ??= xxhash()
+  return hasher
+}
+
 /** XXH64 of a file, read in chunks; the next chunk is read (libuv thread) while this one is hashed. */
 export async function digestFile(path: string, cancelled: () => boolean = () => false): Promise<{digest: string; size: number}> {
-  const api = await xxhash()
-  const hash = api.create64()
+  const hash = (await xxh()).create64()
   const file = await open(path, 'r')
   try {
     const buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)]
@@ -78,8 +84,7 @@ async function checkpointFiles(dir: string): Promise<string[]> {
 
 /** XXH64 of everything in the manifest but its own digest, in a fixed order. */
 async function manifestDigest(m: Omit<Manifest, 'digest'>): Promise<string> {
-  const api = await xxhash()
-  return api.h64ToString(JSON.stringify([m.format, m.algorithm, m.writtenBy, Object.entries(m.files).map(([name, e]) => [name, e.size, e.digest])]))
+  return (await xxh()).h64ToString(JSON.stringify([m.format, m.algorithm, m.writtenBy, Object.entries(m.files).map(([name, e]) => [name, e.size, e.digest])]))
 }
 
 /** Digest every file of the folder and write the manifest there. */
