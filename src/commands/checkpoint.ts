@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {NETWORK_LOCK_METHODS, runCheckpoint} from '../lib/checkpoint.js'
-import {externalNs, logLimit} from '../lib/flags.js'
+import {externalNs, logLimit, stallTimeout} from '../lib/flags.js'
 
 export default class Checkpoint extends CriuCommand {
   static override args = {
@@ -32,6 +32,7 @@ export default class Checkpoint extends CriuCommand {
     'log-limit': logLimit(),
     'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network of a dumped net namespace (CRIU --network-lock; skip where iptables is missing).'})(),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree is a shell job with a terminal (CRIU --shell-job).'}),
+    'stall-timeout': stallTimeout(),
     'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump established TCP connections (CRIU --tcp-established).'}),
     timeout: Flags.integer({min: 1, summary: 'Seconds to let CRIU run; then it is killed and the command fails.'}),
     verbose: Flags.integer({char: 'v', default: 4, helpGroup: 'CRIU', max: 4, min: 0, summary: 'CRIU log level, 0-4 (CRIU -v).'}),
@@ -52,6 +53,7 @@ export default class Checkpoint extends CriuCommand {
         imagesDir: flags['images-dir'],
         leaveRunning: flags['leave-running'],
         logLimit: flags['log-limit'],
+        stallSeconds: flags['stall-timeout'],
         networkLock: flags['network-lock'],
         pid: args.pid,
         shellJob: flags['shell-job'],

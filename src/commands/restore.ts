@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
-import {emptyNs, joinNs, logLimit} from '../lib/flags.js'
+import {emptyNs, joinNs, logLimit, stallTimeout} from '../lib/flags.js'
 import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
@@ -70,6 +70,7 @@ export default class Restore extends CriuCommand {
       summary: 'Let the restored tree run on its own once restored.',
     }),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree was a shell job with a terminal (CRIU --shell-job).'}),
+    'stall-timeout': stallTimeout(),
     'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Restore established TCP connections (CRIU --tcp-established).'}),
     timeout: Flags.integer({
       min: 1,
@@ -111,6 +112,7 @@ export default class Restore extends CriuCommand {
       joinNs: flags['join-ns'] ?? [],
       logFile: flags['log-file'],
       logLimit: flags['log-limit'],
+      stallSeconds: flags['stall-timeout'],
       manageCgroups: flags['manage-cgroups'],
       pidfile: flags.pidfile,
       shellJob: flags['shell-job'],

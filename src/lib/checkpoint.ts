@@ -6,7 +6,9 @@ import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {hasAdminCapability} from './capabilities.js'
-import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
+import {
+  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+} from './criu-run.js'
 import {criuEnvironment, criuFailure, criuVersion, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
@@ -33,6 +35,8 @@ export interface CheckpointRequest {
   networkLock?: (typeof NETWORK_LOCK_METHODS)[number]
   pid: number
   shellJob?: boolean
+  /** Seconds CRIU's log may stay silent before CRIU is stopped (criu-run.ts DEFAULT_STALL_SECONDS). */
+  stallSeconds?: number
   tcpEstablished?: boolean
   timeout?: number
   verbosity?: number
@@ -152,7 +156,7 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   if (request.dryRun) return result
 
   io.progress?.('start', `Checkpointing process ${request.pid} with CRIU ${version.text}`)
-  const run = new CriuRun({argv, criu, inheritFds: [], logFile, logLimitMib: request.logLimit}, env)
+  const run = new CriuRun({argv, criu, inheritFds: [], logFile, ...criuLimits(request)}, env)
   const release = supervise(run, request.timeout, io, 'the checkpoint is incomplete')
   try {
     const exit = await run.exited

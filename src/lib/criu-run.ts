@@ -22,6 +22,18 @@ export interface CriuIO {
  * pages image loops and logs about 40 MB a second until the disk is full.
  */
 export const DEFAULT_LOG_LIMIT_MIB = 256
+/**
+ * CRIU is stopped when its log has not grown for this many seconds (flag --stall-timeout, env
+ * CRIU_STALL_TIMEOUT): a CRIU that waits forever (CRIU < 4.2 waiting for a task to trap on
+ * VMs without debug registers) writes nothing. A 1 GiB restore takes a few seconds.
+ */
+export const DEFAULT_STALL_SECONDS = 300
+
+/** The limits restore and checkpoint run CRIU with, from their requests (defaults filled in). */
+export const criuLimits = (request: {logLimit?: number; stallSeconds?: number}) => ({
+  logLimitMib: request.logLimit ?? DEFAULT_LOG_LIMIT_MIB,
+  stallSeconds: request.stallSeconds ?? DEFAULT_STALL_SECONDS,
+})
 const LOG_POLL_MS = 200
 
 /** Shell-quoted command line, for --dry-run and messages. */
@@ -37,11 +49,17 @@ export class CriuRun {
   private reason: FailedError | InterruptedError | undefined
   private stderrText = ''
   private readonly child: ChildProcess
-  /** CRIU's log and how large supervise() lets it grow (MiB). */
-  readonly log: {file?: string; limitMib: number}
+  /**
+   * CRIU's log, how large supervise() lets it grow (MiB) and how long it may stay silent
+   * (seconds; undefined: any time, as for a daemon that waits by design).
+   */
+  readonly log: {file?: string; limitMib: number; stallSeconds?: number}
 
-  constructor(plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]; logFile?: string; logLimitMib?: number}, env: NodeJS.ProcessEnv) {
-    this.log = {file: plan.logFile, limitMib: plan.logLimitMib ?? DEFAULT_LOG_LIMIT_MIB}
+  constructor(
+    plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]; logFile?: string; logLimitMib?: number; stallSeconds?: number},
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.log = {file: plan.logFile, limitMib: plan.logLimitMib ?? DEFAULT_LOG_LIMIT_MIB, stallSeconds: plan.stallSeconds}
     this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe', ...plan.inheritFds]})
     this.child.stderr!.on('data', (chunk: Buffer) => {
       this.stderrText += chunk.toString()
@@ -61,38 +79,62 @@ export class CriuRun {
     return this.reason
   }
 
+  /** CRIU's work is done and it now waits by design (for the tree, with --no-restore-detached): silence is fine. */
+  settled(): void {
+    this.log.stallSeconds = undefined
+  }
+
   stop(reason: FailedError | InterruptedError): void {
     this.reason ??= reason
     this.child.kill('SIGKILL') // CRIU ignores SIGTERM while it waits for a task to trap
   }
 }
 
-/** How big a file is now; 0 while it does not exist. */
-function fileSize(path: string): number {
-  return statSync(path, {throwIfNoEntry: false})?.size ?? 0
+/** Poll CRIU's log: stop CRIU when it grows past the limit or stays silent past the stall limit. */
+function watchLog(run: CriuRun, aftermath: string): NodeJS.Timeout | undefined {
+  const {file, limitMib} = run.log
+  if (file === undefined) return undefined
+  let last = {at: Date.now(), size: -1}
+  return setInterval(() => {
+    const size = fileSize(file)
+    if (size === undefined) return // a pipe or terminal: nothing to measure
+    if (size !== last.size) last = {at: Date.now(), size}
+    const {stallSeconds} = run.log
+    if (stallSeconds !== undefined && Date.now() - last.at > stallSeconds * 1000) {
+      run.stop(new FailedError(
+        `CRIU wrote nothing to its log for ${stallSeconds} s (--stall-timeout); it was stopped and ${aftermath}`,
+        `CRIU was most likely stuck: see ${file}; if it was only slow, raise --stall-timeout`,
+        file,
+      ))
+    }
+
+    if (size <= limitMib * 1024 * 1024) return
+    run.stop(new FailedError(
+      `CRIU's log grew past ${limitMib} MiB (${(size / 1024 / 1024).toFixed(0)} MiB in ${file}); CRIU was stopped and ${aftermath}`,
+      'CRIU was most likely looping (a damaged checkpoint can do that; `checkpoint verify` checks one); if its log is really that large, raise --log-limit',
+      file,
+    ))
+  }, LOG_POLL_MS)
+}
+
+/** How big a file is now: 0 while it does not exist, undefined when it is not a regular file. */
+function fileSize(path: string): number | undefined {
+  const st = statSync(path, {throwIfNoEntry: false})
+  if (!st) return 0
+  return st.isFile() ? st.size : undefined
 }
 
 /**
- * Stop CRIU on SIGINT/SIGTERM, after the timeout, and when its log grows past the run's log
- * limit (a looping CRIU must not fill the disk); returns the function that undoes all three.
+ * Stop CRIU on SIGINT/SIGTERM, after the timeout, when its log grows past the run's log limit
+ * (a looping CRIU must not fill the disk) and when its log stays silent past the run's stall
+ * limit (a stuck CRIU must end without --timeout); returns the function that undoes them.
  */
 export function supervise(run: CriuRun, timeout: number | undefined, io: CriuIO, aftermath = 'nothing restored is left running'): () => void {
   const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
   const timer = timeout === undefined
     ? undefined
     : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`)), timeout * 1000)
-  const {file, limitMib} = run.log
-  const watch = file === undefined
-    ? undefined
-    : setInterval(() => {
-      const size = fileSize(file)
-      if (size <= limitMib * 1024 * 1024) return
-      run.stop(new FailedError(
-        `CRIU's log grew past ${limitMib} MiB (${(size / 1024 / 1024).toFixed(0)} MiB in ${file}); CRIU was stopped and ${aftermath}`,
-        'CRIU was most likely looping (a damaged checkpoint can do that; `checkpoint verify` checks one); if its log is really that large, raise --log-limit',
-        file,
-      ))
-    }, LOG_POLL_MS)
+  const watch = watchLog(run, aftermath)
   watch?.unref()
   return () => {
     if (timer) clearTimeout(timer)

@@ -3,7 +3,7 @@
  */
 import {Flags} from '@oclif/core'
 
-import {DEFAULT_LOG_LIMIT_MIB} from './criu-run.js'
+import {DEFAULT_LOG_LIMIT_MIB, DEFAULT_STALL_SECONDS} from './criu-run.js'
 import {
   JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs,
 } from './join-ns.js'
@@ -79,6 +79,16 @@ export const logLimit = () => Flags.integer({
   helpGroup: 'CRIU',
   min: 1,
   summary: 'Stop CRIU when its log grows past this many MiB.',
+})
+
+/** `--stall-timeout SECONDS`: CRIU is stopped when its log stays silent this long (see criu-run.ts). */
+export const stallTimeout = () => Flags.integer({
+  default: DEFAULT_STALL_SECONDS,
+  description: 'Without --timeout, this is what ends a CRIU that is stuck: one that writes nothing to its log for this long is stopped and the command fails with exit 1. It no longer applies once a --no-restore-detached tree is restored (CRIU then waits for it by design). Also set by $CRIU_STALL_TIMEOUT.',
+  env: 'CRIU_STALL_TIMEOUT',
+  helpGroup: 'CRIU',
+  min: 1,
+  summary: 'Stop CRIU when its log has not grown for this many seconds.',
 })
 
 /** A flag error written here (not by oclif) that the hook and commands print as it is. */

@@ -9,7 +9,9 @@ import {join, resolve} from 'node:path'
 
 import {hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
-import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
+import {
+  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+} from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
@@ -41,6 +43,8 @@ export interface RestoreRequest {
   manageCgroups?: ManageCgroupsMode
   pidfile?: string
   shellJob?: boolean
+  /** Seconds CRIU's log may stay silent before CRIU is stopped (criu-run.ts DEFAULT_STALL_SECONDS). */
+  stallSeconds?: number
   tcpEstablished?: boolean
   /** Seconds; CRIU is killed and the restore fails cleanly when it takes longer. */
   timeout?: number
@@ -305,6 +309,7 @@ async function attachedRestore(
   while (state.exit === undefined && (pid = readPid(plan.pidfile)) === undefined) await sleep(20)
   if (pid === undefined || run.stopped) return {exit: await run.exited}
   const {pins} = verify
+  run.settled() // CRIU now waits for the tree, silently: the stall limit no longer applies (#19)
   await verify.images() // integrity (#19): to move into the post-restore stage with #13
   const namespaces = verifyJoins(pid, pins)
   io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
@@ -406,7 +411,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     // it in #13's post-restore stage instead, so that a damaged tree is never resumed.
     pagesCheck = startPages(request.imagesDir, integrity)
     const imagesVerdict = () => pagesVerdict(request.imagesDir, pagesCheck)
-    run = new CriuRun({...plan, logLimitMib: request.logLimit}, env)
+    run = new CriuRun({...plan, ...criuLimits(request)}, env)
     release = supervise(run, request.timeout, io)
 
     const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => ({

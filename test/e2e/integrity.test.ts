@@ -264,6 +264,39 @@ describe('integrity: a damaged checkpoint is never restored, never hangs, never 
     expect(run.stopped!.exitCode).to.equal(1)
   })
 
+  it('a CRIU that is stuck and silent (held at its pre-resume stage): no --timeout, yet stopped after --stall-timeout; exit 1, nothing left running', async () => {
+    const holder = await startHolder(['net'])
+    const source = checkpoints.plain
+    const hold = tempDir('criu-hold-')
+    // CRIU's own hook point: the action script keeps CRIU waiting (at most 60 s) and writing nothing.
+    writeFileSync(join(hold, 'action.sh'), '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-resume ] && sleep 60\nexit 0\n', {mode: 0o755})
+    writeFileSync(join(hold, 'criu.conf'), `action-script ${join(hold, 'action.sh')}\n`)
+    const work = tempDir('criu-work-')
+    const started = Date.now()
+    const r = runCli(['restore', '-D', source.dir, '-J', `net:${holder.pid}`, '--stall-timeout', '2', '-W', work], {CRIU_CONFIG_FILE: join(hold, 'criu.conf')}, 90_000)
+    expect(r.code, r.stderr).to.equal(1)
+    expect(r.stderr).to.include('CRIU wrote nothing to its log for 2 s (--stall-timeout); it was stopped and nothing restored is left running')
+    expect(Date.now() - started, 'stopped long before the action script gave up').to.be.lessThan(45_000)
+    expect(existsSync(`/proc/${source.pid}`), 'the half-restored task is gone and reaped').to.equal(false)
+  })
+
+  it('supervise stops a CRIU run whose log stays silent past the stall limit, and not once the run has settled', async () => {
+    const log = join(tempDir('criu-log-'), 'log')
+    const silent = new CriuRun({argv: ['-c', `echo started > ${log}; exec sleep 30`], criu: '/bin/sh', inheritFds: [], logFile: log, stallSeconds: 1}, process.env)
+    const release = supervise(silent, undefined, {})
+    const exit = await silent.exited
+    release()
+    expect(exit.signal).to.equal('SIGKILL')
+    expect(silent.stopped!.message).to.equal('CRIU wrote nothing to its log for 1 s (--stall-timeout); it was stopped and nothing restored is left running')
+
+    const settled = new CriuRun({argv: ['-c', `echo started > ${log}; exec sleep 2`], criu: '/bin/sh', inheritFds: [], logFile: log, stallSeconds: 1}, process.env)
+    settled.settled()
+    const release2 = supervise(settled, undefined, {})
+    expect(await settled.exited).to.deep.equal({code: 0, signal: null})
+    release2()
+    expect(settled.stopped).to.equal(undefined)
+  })
+
   it('mycli checkpoint writes the manifest; checkpoint verify passes it (human and --json, exit 0) and names damage (exit 1); restore --dry-run shows the verdict', async () => {
     const child = spawn('setsid', ['sleep', '100000'], {stdio: 'ignore'})
     const pid = track(child.pid!)
