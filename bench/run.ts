@@ -8,6 +8,10 @@
  *   3. large restore (1 GiB touched): mycli restore / criu restore
  *   4. host CLI --help with the plugin installed vs without it
  *   5. validation: parse, pin and check 1, 8, 64 -J targets (library level)
+ *   6. integrity: restore of a 1 GiB checkpoint with its manifest, verified vs --no-verify-images
+ *   7. integrity: restore of a small plain checkpoint, structure-checked vs --no-verify-images
+ *
+ * `--only=6,7` runs only those figures.
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
@@ -16,6 +20,7 @@ import {join} from 'node:path'
 
 import {findProblems} from '../src/lib/checks.js'
 import {parseJoinNs} from '../src/lib/join-ns.js'
+import {digestFile, writeManifest} from '../src/lib/manifest.js'
 import {namespaceByName} from '../src/lib/namespaces.js'
 import {PinnedNamespace, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
 import {runRestore} from '../src/lib/restore.js'
@@ -24,6 +29,8 @@ const REPO = join(__dirname, '..', '..')
 const BIN = join(REPO, 'bin', 'run.js')
 const HOST = join(REPO, 'examples', 'mycli', 'bin', 'run.js')
 const QUICK = process.argv.includes('--quick')
+const ONLY = process.argv.find(a => a.startsWith('--only='))?.slice('--only='.length).split(',').map(Number)
+const wanted = (figure: number) => !ONLY || ONLY.includes(figure)
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -187,6 +194,73 @@ async function benchLargeRestore(criuPath: string): Promise<void> {
   report(`   the library in this process (runRestore, no CLI start): ${l.toFixed(0)} ms, ratio to criu ${(l / d).toFixed(3)}`)
 }
 
+/** Figure 6: what verifying the manifest adds to a large restore (pages hashed while CRIU reads them). */
+async function benchIntegrityLarge(criuPath: string): Promise<void> {
+  const mib = QUICK ? 256 : 1024
+  const touch = `import time\nb = b"\\x01" * (${mib} << 20)\ntime.sleep(100000)`
+  const ck = await checkpointOf(criuPath, ['python3', '-c', touch], QUICK ? 1000 : 3000)
+  rmSync(join(ck.dir, 'dump.log'))
+  let t0 = nowMs()
+  await writeManifest(ck.dir, 'bench')
+  const write = nowMs() - t0
+  const runs = QUICK ? 3 : 9
+  const verified: number[] = []
+  const skipped: number[] = []
+  const cliVerified: number[] = []
+  const cliSkipped: number[] = []
+  const hashOnly: number[] = []
+  const env = {...process.env, CRIU_PATH: criuPath}
+  for (let i = 0; i < runs; i++) {
+    for (const verifyImages of [true, false]) {
+      t0 = nowMs()
+      await runRestore({criuPath, detached: true, emptyNs: [], imagesDir: ck.dir, joinNs: [], verifyImages});
+      (verifyImages ? verified : skipped).push(nowMs() - t0)
+      await killAndReap(ck.pid)
+      t0 = nowMs()
+      const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ck.dir, ...(verifyImages ? [] : ['--no-verify-images'])], {env});
+      (verifyImages ? cliVerified : cliSkipped).push(nowMs() - t0)
+      if (r.status !== 0) throw new Error(`mycli restore failed: ${r.stderr}`)
+      await killAndReap(ck.pid)
+    }
+
+    t0 = nowMs()
+    await digestFile(join(ck.dir, 'pages-1.img'))
+    hashOnly.push(nowMs() - t0)
+  }
+
+  rmSync(ck.dir, {force: true, recursive: true})
+  const [v, sk, cv, cs, h] = [median(verified), median(skipped), median(cliVerified), median(cliSkipped), median(hashOnly)]
+  report(`6. integrity, ${mib} MiB checkpoint with its manifest (median of ${runs} interleaved runs):`)
+  report(`   library runRestore: verified ${v.toFixed(0)} ms, --no-verify-images ${sk.toFixed(0)} ms, ratio ${(v / sk).toFixed(3)} (target <= 1.05)`)
+  report(`   mycli restore:      verified ${cv.toFixed(0)} ms, --no-verify-images ${cs.toFixed(0)} ms, ratio ${(cv / cs).toFixed(3)} (target <= 1.05)`)
+  report(`   for comparison: hashing pages-1.img alone (xxh64) ${h.toFixed(0)} ms; writing the manifest after the dump ${write.toFixed(0)} ms`)
+}
+
+/** Figure 7: what the structure check (and loading protobufjs) adds to restoring a small plain checkpoint. */
+async function benchIntegritySmall(criuPath: string): Promise<void> {
+  const h = holder()
+  const ck = await checkpointOf(criuPath, ['sleep', '100000'], 100)
+  const runs = QUICK ? 5 : 15
+  const verified: number[] = []
+  const skipped: number[] = []
+  const env = {...process.env, CRIU_PATH: criuPath}
+  for (let i = 0; i < runs; i++) {
+    for (const verifyImages of [true, false]) {
+      const t0 = nowMs()
+      const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ck.dir, '-J', `net:${h}`, ...(verifyImages ? [] : ['--no-verify-images'])], {env});
+      (verifyImages ? verified : skipped).push(nowMs() - t0)
+      if (r.status !== 0) throw new Error(`mycli restore failed: ${r.stderr}`)
+      await killAndReap(ck.pid)
+    }
+  }
+
+  await killAndReap(h)
+  rmSync(ck.dir, {force: true, recursive: true})
+  const [v, sk] = [median(verified), median(skipped)]
+  report(`7. integrity, small plain checkpoint (criu dump, no manifest), mycli restore -J net:H (median of ${runs} interleaved runs):`)
+  report(`   structure checked ${v.toFixed(1)} ms, --no-verify-images ${sk.toFixed(1)} ms: the check adds ${(v - sk).toFixed(1)} ms`)
+}
+
 function benchStartup(): void {
   const home = mkdtempSync(join(tmpdir(), 'bench-host-'))
   const envFor = (name: string) => {
@@ -246,11 +320,13 @@ async function main(): Promise<void> {
   const criuPath = criu()
   const version = execFileSync(criuPath, ['--version'], {encoding: 'utf8'}).split('\n')[0]
   report(`oclif-plugin-criu benchmarks, ${new Date().toISOString().slice(0, 10)}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'cpu?'}, ${process.version}, CRIU ${version.replace('Version: ', '')}${QUICK ? ' (--quick)' : ''}`)
-  await benchSpawnJoined()
-  await benchRestoreOverhead(criuPath)
-  await benchLargeRestore(criuPath)
-  benchStartup()
-  benchValidation()
+  if (wanted(1)) await benchSpawnJoined()
+  if (wanted(2)) await benchRestoreOverhead(criuPath)
+  if (wanted(3)) await benchLargeRestore(criuPath)
+  if (wanted(4)) benchStartup()
+  if (wanted(5)) benchValidation()
+  if (wanted(6)) await benchIntegrityLarge(criuPath)
+  if (wanted(7)) await benchIntegritySmall(criuPath)
 }
 
 main().catch(error => {

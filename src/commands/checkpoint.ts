@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {NETWORK_LOCK_METHODS, runCheckpoint} from '../lib/checkpoint.js'
-import {externalNs} from '../lib/flags.js'
+import {externalNs, logLimit, stallTimeout} from '../lib/flags.js'
 
 export default class Checkpoint extends CriuCommand {
   static override args = {
@@ -11,8 +11,8 @@ export default class Checkpoint extends CriuCommand {
   static override description = [
     'Dumps the process tree rooted at PID with CRIU into --images-dir, ready for `restore`. Without --leave-running the tree is gone afterwards (CRIU ends it once dumped).',
     'With --external-ns net, the net namespace the tree shares with a holder (a pod, a container) is left out of the images; `restore -J net:TARGET` then puts the tree into TARGET\'s network namespace.',
-    'The folder is created when missing and must be empty unless --force. A failed dump removes the folder it created. CRIU\'s log goes to --work-dir (default: a new temporary folder).',
-    'Exit codes: 0 checkpointed; 1 CRIU failed, timed out, or this machine cannot do it; 2 refused before anything started; 130 interrupted.',
+    'The folder is created when missing and must be empty unless --force. A failed dump removes the folder it created. Once CRIU has finished, a manifest of every file\'s size and XXH64 digest is written into the folder (oclif-plugin-criu.manifest.json); `restore` and `checkpoint verify` check the checkpoint against it. CRIU\'s log goes to --work-dir (default: a new temporary folder).',
+    'Exit codes: 0 checkpointed; 1 CRIU failed, timed out, its log grew past --log-limit, or this machine cannot do it; 2 refused before anything started; 130 interrupted.',
   ].join('\n\n')
   static override enableJsonFlag = true
   static override examples = [
@@ -29,8 +29,10 @@ export default class Checkpoint extends CriuCommand {
     force: Flags.boolean({summary: 'Write into --images-dir even when it is not empty.'}),
     'images-dir': Flags.directory({char: 'D', required: true, summary: 'Folder for the checkpoint images (created when missing).'}),
     'leave-running': Flags.boolean({summary: 'Let the tree run on after the dump (CRIU --leave-running).'}),
+    'log-limit': logLimit(),
     'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network of a dumped net namespace (CRIU --network-lock; skip where iptables is missing).'})(),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree is a shell job with a terminal (CRIU --shell-job).'}),
+    'stall-timeout': stallTimeout(),
     'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump established TCP connections (CRIU --tcp-established).'}),
     timeout: Flags.integer({min: 1, summary: 'Seconds to let CRIU run; then it is killed and the command fails.'}),
     verbose: Flags.integer({char: 'v', default: 4, helpGroup: 'CRIU', max: 4, min: 0, summary: 'CRIU log level, 0-4 (CRIU -v).'}),
@@ -52,6 +54,8 @@ export default class Checkpoint extends CriuCommand {
         force: flags.force,
         imagesDir: flags['images-dir'],
         leaveRunning: flags['leave-running'],
+        logLimit: flags['log-limit'],
+        stallSeconds: flags['stall-timeout'],
         networkLock: flags['network-lock'],
         pid: args.pid,
         shellJob: flags['shell-job'],
@@ -69,6 +73,7 @@ export default class Checkpoint extends CriuCommand {
 
     this.log(`Checkpointed process ${result.pid} into ${result.imagesDir} (CRIU ${result.criuVersion}, ${result.durationMs} ms)${result.leftRunning ? '; it runs on' : ''}`)
     for (const e of result.external) this.log(`  ${e.type} namespace (inode ${e.inode}) left out as ${e.key}: restore with -J ${e.type}:TARGET`)
+    this.log(`  manifest: ${result.manifest} (${result.manifestFiles} files, xxh64)`)
     this.log(`  log: ${result.logFile}`)
     return result
   }

@@ -5,6 +5,7 @@ import {describeContainer, hostResolver, joinContainer, ResolvedContainer} from 
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
 import {
   emptyNs, JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
+  logLimit, stallTimeout,
 } from '../lib/flags.js'
 import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
@@ -17,7 +18,7 @@ export default class Restore extends CriuCommand {
     'Before CRIU starts, every -J target is opened and type-checked, and CRIU is told to join exactly the namespace that was checked (through this process\'s open file descriptor), so a target that exits or a PID that is reused in between cannot redirect the join. After the restore, the restored task\'s /proc/PID/ns/* is compared with each target.',
     `Needs root and CRIU ${formatVersion(MIN_CRIU)} or newer (the first with time namespaces); tested with CRIU 4.2.1. CRIU is found through --criu-path, then $CRIU_PATH, then PATH.`,
     'Without --work-dir, CRIU\'s log, pidfile and stats go to a new temporary folder, so the checkpoint folder is never written to.',
-    'Exit codes: 0 restored and verified; 1 the restore failed (CRIU error, timeout, verification) or this machine cannot do it (not root, no CRIU); 2 the request was refused before anything started (bad -J value, conflicting options, a target or folder that is not what the flag needs); 130 interrupted.',
+    'Exit codes: 0 restored and verified; 1 the restore failed (CRIU error, timeout, CRIU\'s log past --log-limit, verification, a pages image that does not match the manifest) or this machine cannot do it (not root, no CRIU); 2 the request was refused before anything started (bad -J value, conflicting options, a target or folder that is not what the flag needs, a damaged checkpoint); 130 interrupted.',
   ].join('\n\n')
   static override enableJsonFlag = true
   static override examples = [
@@ -76,6 +77,7 @@ export default class Restore extends CriuCommand {
       helpGroup: 'CRIU',
       summary: 'Where CRIU writes its log (default: restore.log in the work dir).',
     }),
+    'log-limit': logLimit(),
     'manage-cgroups': Flags.option({
       helpGroup: 'CRIU',
       options: MANAGE_CGROUPS_MODES,
@@ -90,10 +92,17 @@ export default class Restore extends CriuCommand {
       summary: 'Let the restored tree run on its own once restored.',
     }),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree was a shell job with a terminal (CRIU --shell-job).'}),
+    'stall-timeout': stallTimeout(),
     'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Restore established TCP connections (CRIU --tcp-established).'}),
     timeout: Flags.integer({
       min: 1,
       summary: 'Seconds to let CRIU run; then it is killed and the restore fails with nothing left running.',
+    }),
+    'verify-images': Flags.boolean({
+      allowNo: true,
+      default: true,
+      description: 'With a manifest (written by `checkpoint`), every file\'s size and XXH64 digest must match it: the small images before CRIU starts, the pages images while CRIU reads them (a mismatch found then kills the restored tree, exit 1). Without one (a plain `criu dump`), the images the process tree needs must be there, their headers and records must decode, and the pages images must be as long as the pagemaps say. --no-verify-images skips both. `checkpoint verify` runs the same checks without restoring.',
+      summary: 'Check the checkpoint for damage before the restored tree runs (default on).',
     }),
     verbose: Flags.integer({
       char: 'v',
@@ -131,18 +140,22 @@ export default class Restore extends CriuCommand {
       imagesDir: flags['images-dir'],
       joinNs: [...(flags['join-ns'] ?? []), ...(joined?.joins ?? [])],
       logFile: flags['log-file'],
+      logLimit: flags['log-limit'],
+      stallSeconds: flags['stall-timeout'],
       manageCgroups: flags['manage-cgroups'],
       pidfile: flags.pidfile,
       shellJob: flags['shell-job'],
       tcpEstablished: flags['tcp-established'],
       timeout: flags.timeout,
       verbosity: flags.verbose,
+      verifyImages: flags['verify-images'],
       workDir: flags['work-dir'],
     }
 
     if (request.dryRun) {
       const plan = await dryRunRestore(request)
       if (container) this.log(`Joining ${describeContainer(container)}.`)
+      this.log(`Images: ${plan.integrity.verdict}`)
       this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
       for (const row of plan.plan.namespaces) this.log(`  ${row.type.padEnd(7)} ${row.action.padEnd(25)} ${row.detail}`)
       this.log(`Command:\n  ${plan.command}`)

@@ -1,15 +1,18 @@
 /**
  * Checkpoint a process tree with CRIU, ready for a later `restore -J`. Usable without oclif.
  */
-import {mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {hasAdminCapability} from './capabilities.js'
-import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
+import {
+  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+} from './criu-run.js'
 import {criuEnvironment, criuFailure, criuVersion, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
+import {MANIFEST_FILE, writeManifest} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
 import {isRunning} from './proc.js'
@@ -28,9 +31,13 @@ export interface CheckpointRequest {
   force?: boolean
   imagesDir: string
   leaveRunning?: boolean
+  /** MiB; CRIU is stopped when its log grows past this (criu-run.ts DEFAULT_LOG_LIMIT_MIB). */
+  logLimit?: number
   networkLock?: (typeof NETWORK_LOCK_METHODS)[number]
   pid: number
   shellJob?: boolean
+  /** Seconds CRIU's log may stay silent before CRIU is stopped (criu-run.ts DEFAULT_STALL_SECONDS). */
+  stallSeconds?: number
   tcpEstablished?: boolean
   timeout?: number
   verbosity?: number
@@ -51,12 +58,21 @@ export interface CheckpointResult {
   imagesDir: string
   leftRunning: boolean
   logFile: string
+  /** The manifest written into the folder (not on --dry-run). */
+  manifest?: string
+  manifestFiles?: number
   pid: number
 }
 
 /** The key a namespace left out of the images is known by; restore reads it back from the images. */
 export function externalKey(type: string, inode: number): string {
   return `mycli-${type}-${inode}`
+}
+
+/** name@version of this plugin, recorded in the manifest. */
+function pluginId(): string {
+  const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as {name: string; version: string}
+  return `${pkg.name}@${pkg.version}`
 }
 
 /** The exact CRIU command line. Pure. */
@@ -154,15 +170,17 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   if (request.dryRun) return result
 
   io.progress?.('start', `Checkpointing process ${request.pid} with CRIU ${version.text}`)
-  const run = new CriuRun({argv, criu, inheritFds: []}, env)
+  const run = new CriuRun({argv, criu, inheritFds: [], logFile, ...criuLimits(request)}, env)
   const release = supervise(run, request.timeout, io, 'the checkpoint is incomplete')
   try {
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     if (run.stopped) throw run.stopped
     if (exit.code !== 0) throw criuFailure('dump', logFile, exit)
-
-    return {...result, durationMs: Date.now() - started}
+    // integrity (#19): before success is reported, so that every checkpoint we report carries one.
+    // MERGE: check the manifest path with #17's function for paths written as root, if it exists.
+    const manifest = await writeManifest(result.imagesDir, pluginId())
+    return {...result, durationMs: Date.now() - started, manifest: join(result.imagesDir, MANIFEST_FILE), manifestFiles: Object.keys(manifest.files).length}
   } catch (error) {
     // An incomplete checkpoint must not pass for one: remove the folder we made for it.
     if (created) rmSync(request.imagesDir, {force: true, recursive: true})

@@ -3,6 +3,7 @@
  * or a timeout, and say why it was stopped. What to do with the result is the caller's.
  */
 import {ChildProcess, spawn} from 'node:child_process'
+import {statSync} from 'node:fs'
 
 import {Exit} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
@@ -14,6 +15,26 @@ export interface CriuIO {
   /** Register a handler for SIGINT/SIGTERM for the time CRIU runs; returns the unregister function. */
   onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void
 }
+
+/**
+ * CRIU's log may not grow past this many MiB (flag --log-limit, env CRIU_LOG_LIMIT). A
+ * checkpoint or restore of 1 GiB logs a few MiB at -v4; a CRIU 4.2.1 restore of an emptied
+ * pages image loops and logs about 40 MB a second until the disk is full.
+ */
+export const DEFAULT_LOG_LIMIT_MIB = 256
+/**
+ * CRIU is stopped when its log has not grown for this many seconds (flag --stall-timeout, env
+ * CRIU_STALL_TIMEOUT): a CRIU that waits forever (CRIU < 4.2 waiting for a task to trap on
+ * VMs without debug registers) writes nothing. A 1 GiB restore takes a few seconds.
+ */
+export const DEFAULT_STALL_SECONDS = 300
+
+/** The limits restore and checkpoint run CRIU with, from their requests (defaults filled in). */
+export const criuLimits = (request: {logLimit?: number; stallSeconds?: number}) => ({
+  logLimitMib: request.logLimit ?? DEFAULT_LOG_LIMIT_MIB,
+  stallSeconds: request.stallSeconds ?? DEFAULT_STALL_SECONDS,
+})
+const LOG_POLL_MS = 200
 
 /** Shell-quoted command line, for --dry-run and messages. */
 const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
@@ -28,8 +49,17 @@ export class CriuRun {
   private reason: FailedError | InterruptedError | undefined
   private stderrText = ''
   private readonly child: ChildProcess
+  /**
+   * CRIU's log, how large supervise() lets it grow (MiB) and how long it may stay silent
+   * (seconds; undefined: any time, as for a daemon that waits by design).
+   */
+  readonly log: {file?: string; limitMib: number; stallSeconds?: number}
 
-  constructor(plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]}, env: NodeJS.ProcessEnv) {
+  constructor(
+    plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]; logFile?: string; logLimitMib?: number; stallSeconds?: number},
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.log = {file: plan.logFile, limitMib: plan.logLimitMib ?? DEFAULT_LOG_LIMIT_MIB, stallSeconds: plan.stallSeconds}
     this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe', ...plan.inheritFds]})
     this.child.stderr!.on('data', (chunk: Buffer) => {
       this.stderrText += chunk.toString()
@@ -49,20 +79,66 @@ export class CriuRun {
     return this.reason
   }
 
+  /** CRIU's work is done and it now waits by design (for the tree, with --no-restore-detached): silence is fine. */
+  settled(): void {
+    this.log.stallSeconds = undefined
+  }
+
   stop(reason: FailedError | InterruptedError): void {
     this.reason ??= reason
     this.child.kill('SIGKILL') // CRIU ignores SIGTERM while it waits for a task to trap
   }
 }
 
-/** Stop CRIU on SIGINT/SIGTERM and after the timeout; returns the function that undoes both. */
+/** Poll CRIU's log: stop CRIU when it grows past the limit or stays silent past the stall limit. */
+function watchLog(run: CriuRun, aftermath: string): NodeJS.Timeout | undefined {
+  const {file, limitMib} = run.log
+  if (file === undefined) return undefined
+  let last = {at: Date.now(), size: -1}
+  return setInterval(() => {
+    const size = fileSize(file)
+    if (size === undefined) return // a pipe or terminal: nothing to measure
+    if (size !== last.size) last = {at: Date.now(), size}
+    const {stallSeconds} = run.log
+    if (stallSeconds !== undefined && Date.now() - last.at > stallSeconds * 1000) {
+      run.stop(new FailedError(
+        `CRIU wrote nothing to its log for ${stallSeconds} s (--stall-timeout); it was stopped and ${aftermath}`,
+        `CRIU was most likely stuck: see ${file}; if it was only slow, raise --stall-timeout`,
+        file,
+      ))
+    }
+
+    if (size <= limitMib * 1024 * 1024) return
+    run.stop(new FailedError(
+      `CRIU's log grew past ${limitMib} MiB (${(size / 1024 / 1024).toFixed(0)} MiB in ${file}); CRIU was stopped and ${aftermath}`,
+      'CRIU was most likely looping (a damaged checkpoint can do that; `checkpoint verify` checks one); if its log is really that large, raise --log-limit',
+      file,
+    ))
+  }, LOG_POLL_MS)
+}
+
+/** How big a file is now: 0 while it does not exist, undefined when it is not a regular file. */
+function fileSize(path: string): number | undefined {
+  const st = statSync(path, {throwIfNoEntry: false})
+  if (!st) return 0
+  return st.isFile() ? st.size : undefined
+}
+
+/**
+ * Stop CRIU on SIGINT/SIGTERM, after the timeout, when its log grows past the run's log limit
+ * (a looping CRIU must not fill the disk) and when its log stays silent past the run's stall
+ * limit (a stuck CRIU must end without --timeout); returns the function that undoes them.
+ */
 export function supervise(run: CriuRun, timeout: number | undefined, io: CriuIO, aftermath = 'nothing restored is left running'): () => void {
   const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
   const timer = timeout === undefined
     ? undefined
     : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`)), timeout * 1000)
+  const watch = watchLog(run, aftermath)
+  watch?.unref()
   return () => {
     if (timer) clearTimeout(timer)
+    if (watch) clearInterval(watch)
     unregister?.()
   }
 }

@@ -4,6 +4,7 @@
 import {Flags} from '@oclif/core'
 
 import {ContainerRef, JOIN_CONTAINER_GRAMMAR, parseContainerRef} from './containers.js'
+import {DEFAULT_LOG_LIMIT_MIB, DEFAULT_STALL_SECONDS} from './criu-run.js'
 import {
   JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs,
 } from './join-ns.js'
@@ -91,6 +92,26 @@ export const externalNs = Flags.custom<NamespaceDesc[]>({
     }
   },
   summary: 'Leave these namespaces out of the checkpoint, to be joined at restore (net).',
+})
+
+/** `--log-limit MIB`: CRIU is stopped when its log grows past this (see criu-run.ts). */
+export const logLimit = () => Flags.integer({
+  default: DEFAULT_LOG_LIMIT_MIB,
+  description: 'A CRIU that loops (as CRIU 4.2.1 does restoring an emptied pages image) can write tens of MB of log a second until the disk is full; past this size it is stopped and the command fails with exit 1. A normal run at -v4 logs a few MiB. Also set by $CRIU_LOG_LIMIT.',
+  env: 'CRIU_LOG_LIMIT',
+  helpGroup: 'CRIU',
+  min: 1,
+  summary: 'Stop CRIU when its log grows past this many MiB.',
+})
+
+/** `--stall-timeout SECONDS`: CRIU is stopped when its log stays silent this long (see criu-run.ts). */
+export const stallTimeout = () => Flags.integer({
+  default: DEFAULT_STALL_SECONDS,
+  description: 'Without --timeout, this is what ends a CRIU that is stuck: one that writes nothing to its log for this long is stopped and the command fails with exit 1. It no longer applies once a --no-restore-detached tree is restored (CRIU then waits for it by design). Also set by $CRIU_STALL_TIMEOUT.',
+  env: 'CRIU_STALL_TIMEOUT',
+  helpGroup: 'CRIU',
+  min: 1,
+  summary: 'Stop CRIU when its log has not grown for this many seconds.',
 })
 
 /** A flag error written here (not by oclif) that the hook and commands print as it is. */

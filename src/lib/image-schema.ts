@@ -7,6 +7,29 @@ import protobuf from 'protobufjs'
 
 const root = protobuf.Root.fromJSON({
   nested: {
+    CoreEntry: {
+      fields: {
+        tc: {id: 3, type: 'TaskCoreEntry'},
+      },
+    },
+    FdinfoEntry: {
+      fields: {
+        fd: {id: 4, rule: 'required', type: 'uint32'},
+        id: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
+    FileEntry: {
+      fields: {
+        id: {id: 2, rule: 'required', type: 'uint32'},
+        type: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
+    FsEntry: {
+      fields: {
+        cwdId: {id: 1, rule: 'required', type: 'uint32'},
+        rootId: {id: 2, rule: 'required', type: 'uint32'},
+      },
+    },
     InventoryEntry: {
       fields: {
         imgVersion: {id: 1, rule: 'required', type: 'uint32'},
@@ -24,6 +47,20 @@ const root = protobuf.Root.fromJSON({
     NetnsEntry: {
       fields: {
         extKey: {id: 8, type: 'string'},
+      },
+    },
+    PagemapEntry: {
+      fields: {
+        compatNrPages: {id: 2, rule: 'required', type: 'uint32'},
+        flags: {id: 4, type: 'uint32'},
+        inParent: {id: 3, type: 'bool'},
+        nrPages: {id: 5, type: 'uint64'},
+        vaddr: {id: 1, rule: 'required', type: 'uint64'},
+      },
+    },
+    PagemapHead: {
+      fields: {
+        pagesId: {id: 1, rule: 'required', type: 'uint32'},
       },
     },
     PstreeEntry: {
@@ -64,6 +101,11 @@ const root = protobuf.Root.fromJSON({
         restoreTime: {id: 4, rule: 'required', type: 'uint32'},
       },
     },
+    TaskCoreEntry: {
+      fields: {
+        taskState: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
     TaskKobjIdsEntry: {
       fields: {
         cgroupNsId: {id: 11, type: 'uint32'},
@@ -99,6 +141,7 @@ export interface PstreeEntry {
 
 export interface TaskKobjIdsEntry {
   cgroupNsId?: number
+  filesId?: number
   ipcNsId?: number
   mntNsId?: number
   netNsId?: number
@@ -152,11 +195,58 @@ export interface StatsEntry {
   restore?: RestoreStatsEntry
 }
 
+export interface CoreEntry {
+  tc?: {taskState: number}
+}
+
+/** criu/include/task-state (compel): a zombie is dumped as TASK_DEAD and has no memory images. */
+export const TASK_DEAD = 2
+
+export interface PagemapHead {
+  pagesId: number
+}
+
+export interface PagemapEntry {
+  compatNrPages: number
+  flags?: number
+  inParent?: boolean
+  /** uint64: protobufjs gives a Long-like value or a number. */
+  nrPages?: number | {toNumber(): number}
+  vaddr: unknown
+}
+
+/** criu/include/pagemap.h: the entry's pages are in pages-N.img (not in a parent, not lazy). */
+export const PE_PRESENT = 1 << 2
+export const PE_PARENT = Math.trunc(1)
+
+/** fdinfo-N.img: one open fd of a task; `id` is its file's entry in files.img. */
+export interface FdinfoEntry {
+  fd: number
+  id: number
+}
+
+export interface FileEntry {
+  id: number
+  type: number
+}
+
+/** fs-PID.img: the task's cwd and root, as entries of files.img. */
+export interface FsEntry {
+  cwdId: number
+  rootId: number
+}
+
 export const MESSAGES = {
+  core: root.lookupType('CoreEntry'),
+  fdinfo: root.lookupType('FdinfoEntry'),
+  file: root.lookupType('FileEntry'),
+  fs: root.lookupType('FsEntry'),
   ids: root.lookupType('TaskKobjIdsEntry'),
   inventory: root.lookupType('InventoryEntry'),
   netdev: root.lookupType('NetDeviceEntry'),
   netns: root.lookupType('NetnsEntry'),
+  pagemap: root.lookupType('PagemapEntry'),
+  pagemapHead: root.lookupType('PagemapHead'),
   pstree: root.lookupType('PstreeEntry'),
   stats: root.lookupType('StatsEntry'),
   utsns: root.lookupType('UtsnsEntry'),

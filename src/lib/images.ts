@@ -21,6 +21,41 @@ export const IMG_COMMON_MAGIC = 0x54_56_43_19
 export const IMG_SERVICE_MAGIC = 0x55_10_59_40
 export const INVENTORY_MAGIC = 0x58_31_31_16
 
+/**
+ * The second magic word of the images a process checkpoint holds, by file name (criu/include/
+ * magic.h; timens seen in CRIU 4.2.1's images). Images not named here must still start with
+ * IMG_COMMON_MAGIC; raw images (RAW_IMAGE_PREFIXES) have no header at all.
+ */
+export const IMAGE_MAGICS: ReadonlyArray<readonly [RegExp, number]> = [
+  [/^core-\d+\.img$/, 0x55_05_38_47],
+  [/^fdinfo-\d+\.img$/, 0x56_21_37_32],
+  [/^files\.img$/, 0x56_30_31_38],
+  [/^fs-\d+\.img$/, 0x51_40_39_12],
+  [/^ids-\d+\.img$/, 0x54_43_20_30],
+  [/^mm-\d+\.img$/, 0x57_49_28_20],
+  [/^pagemap-\d+\.img$/, 0x56_08_40_25],
+  [/^pstree\.img$/, 0x50_27_30_30],
+  [/^seccomp\.img$/, 0x64_41_30_49],
+  [/^timens-\d+\.img$/, 0x43_11_44_33],
+  [/^utsns-\d+\.img$/, 0x54_47_32_03],
+  [/^netns-\d+\.img$/, 0x55_93_37_52],
+  [/^netdev-\d+\.img$/, 0x57_37_39_51],
+  [/^creds-\d+\.img$/, 0x54_02_35_47],
+  [/^tty-info\.img$/, 0x59_45_30_36],
+  [/^mountpoints-\d+\.img$/, 0x55_56_39_28],
+]
+
+/** Images CRIU reads exactly one entry from: with none it fails or, for fs-PID.img, crashes. */
+export const SINGLE_ENTRY_IMAGES = [
+  /^core-\d+\.img$/, /^ids-\d+\.img$/, /^fs-\d+\.img$/, /^mm-\d+\.img$/, /^inventory\.img$/, /^seccomp\.img$/, /^timens-\d+\.img$/, /^utsns-\d+\.img$/,
+]
+
+/** Images CRIU writes without any header: memory pages, ip/iptables/nft dumps, tarballs. */
+export const RAW_IMAGE_PREFIXES = ['pages-', 'ifaddr-', 'route-', 'route6-', 'rule-', 'iptables-', 'ip6tables-', 'nftables-', 'netns-ct-', 'netns-exp-', 'tmpfs-']
+
+/** pages-N.img: the memory pages, by far the largest files of a checkpoint. */
+export const isPagesImage = (name: string) => /^pages-\d+\.img$/.test(name)
+
 /** Whether the first bytes of a file are those of CRIU's inventory.img. */
 export function isInventoryHeader(head: Uint8Array): boolean {
   if (head.length < 8) return false

@@ -9,10 +9,13 @@ import {join, resolve} from 'node:path'
 
 import {hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
-import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
+import {
+  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+} from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
+import {checkBeforeRestore, IntegrityMethod, NO_PAGES_CHECK, pagesVerdict, startPages, verdictLine} from './integrity.js'
 import {JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
@@ -38,14 +41,20 @@ export interface RestoreRequest {
   imagesDir: string
   joinNs: readonly JoinNsSpec[]
   logFile?: string
+  /** MiB; CRIU is stopped when its log grows past this (criu-run.ts DEFAULT_LOG_LIMIT_MIB). */
+  logLimit?: number
   manageCgroups?: ManageCgroupsMode
   pidfile?: string
   shellJob?: boolean
+  /** Seconds CRIU's log may stay silent before CRIU is stopped (criu-run.ts DEFAULT_STALL_SECONDS). */
+  stallSeconds?: number
   tcpEstablished?: boolean
   /** Seconds; CRIU is killed and the restore fails cleanly when it takes longer. */
   timeout?: number
   /** CRIU's log level, 0-4; default 4 so that failures can be explained from the log. */
   verbosity?: number
+  /** Check the images (manifest, else structure) before and while CRIU reads them; default true. */
+  verifyImages?: boolean
   workDir?: string
 }
 
@@ -141,6 +150,7 @@ export interface RestoreResult {
 export interface DryRunResult {
   command: string
   criuVersion: string
+  integrity: {files: number; method: IntegrityMethod; verdict: string}
   plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
 }
 
@@ -224,6 +234,8 @@ async function prepare(request: RestoreRequest) {
   }
 
   checkImagesDir(request.imagesDir, '--images-dir', {allowUntrusted: request.allowUntrustedImages})
+  // A damaged checkpoint is refused here, before CRIU reads it (a dry run hashes the pages too).
+  const integrity = await checkBeforeRestore(request.imagesDir, {pages: Boolean(request.dryRun), verify: request.verifyImages !== false})
   const images = await checkpointNamespaces(request)
   if (request.workDir !== undefined && !isDirectory(request.workDir)) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
@@ -237,7 +249,7 @@ async function prepare(request: RestoreRequest) {
   try {
     const criu = findCriu(request.criuPath)
     const version: CriuVersion = await criuVersion(criu)
-    return {criu, images, pins, version}
+    return {criu, images, integrity, pins, version}
   } catch (error) {
     for (const p of pins) p.close()
     throw error
@@ -251,7 +263,7 @@ function plannedJoins(pins: readonly PinnedNamespace[], specs: readonly JoinNsSp
 
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
-  const {criu, images, pins, version} = await prepare(request)
+  const {criu, images, integrity, pins, version} = await prepare(request)
   try {
     const workDir = request.workDir ? resolve(request.workDir) : join(tmpdir(), 'mycli-restore-XXXXXX')
     const plan = planRestore(request, {
@@ -264,6 +276,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
     return {
       command: formatCommand(plan.criu, plan.argv, plan.env),
       criuVersion: version.text,
+      integrity: {files: integrity.files, method: integrity.method, verdict: verdictLine(integrity)},
       plan: {namespaces: planNamespaces(images, request), pidfile: plan.pidfile, workDir},
     }
   } finally {
@@ -290,7 +303,7 @@ const sleep = (ms: number) =>
 async function attachedRestore(
   run: CriuRun,
   plan: RestorePlan,
-  pins: PinnedNamespace[],
+  verify: {images: () => Promise<void>; pins: PinnedNamespace[]},
   io: RestoreIO,
 ): Promise<{exit: Exit; namespaces?: JoinedNamespace[]; pid?: number}> {
   const state: {exit?: Exit} = {}
@@ -303,6 +316,9 @@ async function attachedRestore(
   let pid: number | undefined
   while (state.exit === undefined && (pid = readPid(plan.pidfile)) === undefined) await sleep(20)
   if (pid === undefined || run.stopped) return {exit: await run.exited}
+  const {pins} = verify
+  run.settled() // CRIU now waits for the tree, silently: the stall limit no longer applies (#19)
+  await verify.images() // integrity (#19): to move into the post-restore stage with #13
   const namespaces = verifyJoins(pid, pins)
   io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
   io.restored?.(pid, namespaces)
@@ -364,7 +380,8 @@ function ours(pid: number): boolean {
  */
 async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
   const victims = pids.filter(pid => ours(pid))
-  const children = victims.filter(pid => parentOf(pid) === process.pid)
+  // Zombies too: a task CRIU killed before it exited is our child once CRIU is gone, and only we can free its PID.
+  const children = pids.filter(pid => processStat(pid)?.ppid === process.pid)
   for (const pid of victims) killProcess(pid)
   await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
   // Grandchildren reparent to us as their parents die: reap those too.
@@ -381,9 +398,10 @@ async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
  */
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
-  const {criu, images, pins, version} = await prepare(request)
+  const {criu, images, integrity, pins, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
+  let pagesCheck = NO_PAGES_CHECK
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
     const plan = planRestore(request, {
@@ -396,7 +414,12 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
-    run = new CriuRun(plan, env)
+    // integrity (#19): the pages images are hashed while CRIU reads them; the verdict is awaited
+    // after CRIU returns, and a mismatch kills the tree (the failure path below). MERGE: await
+    // it in #13's post-restore stage instead, so that a damaged tree is never resumed.
+    pagesCheck = startPages(request.imagesDir, integrity)
+    const imagesVerdict = () => pagesVerdict(request.imagesDir, pagesCheck)
+    run = new CriuRun({...plan, ...criuLimits(request)}, env)
     release = supervise(run, request.timeout, io)
 
     const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => ({
@@ -409,7 +432,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     })
 
     if (!request.detached) {
-      const attached = await attachedRestore(run, plan, pins, io)
+      const attached = await attachedRestore(run, plan, {images: imagesVerdict, pins}, io)
       if (run.stopped) throw run.stopped
       if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, run.stderr)
       if (attached.exit.code !== 0) {
@@ -423,6 +446,8 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
+    // integrity (#19), see above; also when CRIU failed: damage explains a failure better than CRIU's log
+    await imagesVerdict()
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
@@ -434,6 +459,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
 
     throw error
   } finally {
+    pagesCheck.cancel()
     release?.()
     if (run) releaseSubreaper()
     for (const p of pins) p.close()

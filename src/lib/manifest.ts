@@ -1,0 +1,216 @@
+/**
+ * The manifest `checkpoint` writes into the checkpoint folder: every file's size and XXH64
+ * digest, so that damage done to the folder later (a full disk, an interrupted copy, flipped
+ * bits) is found before a restored process runs. XXH64 finds damage; it does not stop someone
+ * who changes a file on purpose and rewrites the manifest to match (that needs a signature).
+ */
+import {open, readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import xxhash from 'xxhash-wasm'
+
+import {isPagesImage} from './images.js'
+
+export const MANIFEST_FILE = 'oclif-plugin-criu.manifest.json'
+export const DIGEST_ALGORITHM = 'xxh64'
+const FORMAT = 1
+
+export interface ManifestEntry {
+  digest: string
+  size: number
+}
+
+export interface Manifest {
+  algorithm: typeof DIGEST_ALGORITHM
+  /** Of the manifest itself (see manifestDigest), so that damage to it is told apart from damage to the images. */
+  digest: string
+  files: Record<string, ManifestEntry>
+  format: typeof FORMAT
+  /** The plugin (name@version) that wrote it. */
+  writtenBy: string
+}
+
+/** One thing wrong with one file of a checkpoint. */
+export interface Damage {
+  file: string
+  message: string
+}
+
+/** The manifest cannot be used: unreadable, not JSON, or not one this plugin writes. */
+export class ManifestError extends Error {
+  override name = 'ManifestError'
+}
+
+/** Files the manifest covers: what CRIU wrote there; not CRIU's logs, not the manifest itself. */
+const covered = (name: string) => name !== MANIFEST_FILE && !name.endsWith('.log')
+
+const CHUNK = 4 << 20
+
+/** The WASM module, compiled once per process. */
+let hasher: ReturnType<typeof xxhash> | undefined
+const xxh = () => {
+  hasher ??= xxhash()
+  return hasher
+}
+
+/** XXH64 of a file, read in chunks; the next chunk is read (libuv thread) while this one is hashed. */
+export async function digestFile(path: string, cancelled: () => boolean = () => false): Promise<{digest: string; size: number}> {
+  const hash = (await xxh()).create64()
+  const file = await open(path, 'r')
+  try {
+    const buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)]
+    let size = 0
+    let which = 0
+    let pending = file.read(buffers[which], 0, CHUNK, null)
+    for (;;) {
+      const {bytesRead} = await pending
+      if (bytesRead === 0 || cancelled()) break
+      const current = buffers[which]
+      which ^= 1
+      pending = file.read(buffers[which], 0, CHUNK, null)
+      hash.update(current.subarray(0, bytesRead))
+      size += bytesRead
+    }
+
+    return {digest: hash.digest().toString(16).padStart(16, '0'), size}
+  } finally {
+    await file.close()
+  }
+}
+
+async function checkpointFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, {withFileTypes: true})
+  return entries.filter(e => e.isFile() && covered(e.name)).map(e => e.name).sort()
+}
+
+/** XXH64 of everything in the manifest but its own digest, in a fixed order. */
+async function manifestDigest(m: Omit<Manifest, 'digest'>): Promise<string> {
+  return (await xxh()).h64ToString(JSON.stringify([m.format, m.algorithm, m.writtenBy, Object.entries(m.files).map(([name, e]) => [name, e.size, e.digest])]))
+}
+
+/** Digest every file of the folder and write the manifest there. */
+export async function writeManifest(dir: string, writtenBy: string): Promise<Manifest> {
+  const files: Record<string, ManifestEntry> = {}
+  for (const name of await checkpointFiles(dir)) files[name] = await digestFile(join(dir, name))
+  const body = {algorithm: DIGEST_ALGORITHM, files, format: FORMAT, writtenBy} as const
+  const manifest: Manifest = {...body, digest: await manifestDigest(body)}
+  await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', {mode: 0o644})
+  return manifest
+}
+
+/** Whether the text is an intact manifest this code can check; throws ManifestError saying why not. */
+export async function parseManifest(text: string): Promise<Manifest> {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw new ManifestError(`${MANIFEST_FILE} is not JSON (${(error as Error).message})`)
+  }
+
+  const m = value as Partial<Manifest>
+  if (typeof m !== 'object' || m === null || m.format !== FORMAT || m.algorithm !== DIGEST_ALGORITHM || typeof m.files !== 'object' || m.files === null) {
+    throw new ManifestError(`${MANIFEST_FILE} is not a manifest of format ${FORMAT} with ${DIGEST_ALGORITHM} digests`)
+  }
+
+  for (const [name, entry] of Object.entries(m.files)) {
+    if (name.includes('/') || !Number.isSafeInteger(entry?.size) || !/^[\da-f]{16}$/.test(entry?.digest ?? '')) {
+      throw new ManifestError(`${MANIFEST_FILE}: the entry for ${JSON.stringify(name)} is not a file name with a size and a ${DIGEST_ALGORITHM} digest`)
+    }
+  }
+
+  if (typeof m.writtenBy !== 'string' || m.digest !== await manifestDigest(m as Manifest)) {
+    throw new ManifestError(`${MANIFEST_FILE} is damaged (its own ${DIGEST_ALGORITHM} digest does not match its content)`)
+  }
+
+  return m as Manifest
+}
+
+/** The folder's manifest; undefined when it has none (a plain `criu dump`). */
+export async function readManifest(dir: string): Promise<Manifest | undefined> {
+  let text: string
+  try {
+    text = await readFile(join(dir, MANIFEST_FILE), 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new ManifestError(`${MANIFEST_FILE} cannot be read (${(error as Error).message})`)
+  }
+
+  return parseManifest(text)
+}
+
+const mismatch = (file: string, expected: ManifestEntry, actual: ManifestEntry) =>
+  actual.size === expected.size
+    ? `content differs from the manifest (${DIGEST_ALGORITHM} ${actual.digest}, expected ${expected.digest})`
+    : `${actual.size} bytes, the manifest says ${expected.size}`
+
+/**
+ * Everything that can be checked quickly: every file listed is there with its size, no image is
+ * there that the manifest does not list, and the small files' digests match. The pages images
+ * (all but a few KiB of a checkpoint) are left to startPagesCheck unless `pages` is true.
+ */
+export async function checkManifest(dir: string, manifest: Manifest, pages = false): Promise<Damage[]> {
+  const damage: Damage[] = []
+  const present = new Set(await checkpointFiles(dir))
+  for (const name of present) {
+    if (!(name in manifest.files) && name.endsWith('.img')) damage.push({file: name, message: 'is not in the manifest (CRIU would read it)'})
+  }
+
+  for (const [name, expected] of Object.entries(manifest.files)) {
+    if (!present.has(name)) {
+      damage.push({file: name, message: `is missing (the manifest lists ${expected.size} bytes)`})
+      continue
+    }
+
+    const {size} = await stat(join(dir, name))
+    if (size !== expected.size) {
+      damage.push({file: name, message: `${size} bytes, the manifest says ${expected.size}`})
+      continue
+    }
+
+    if (isPagesImage(name) && !pages) continue
+    const actual = await digestFile(join(dir, name))
+    if (actual.digest !== expected.digest || actual.size !== expected.size) damage.push({file: name, message: mismatch(name, expected, actual)})
+  }
+
+  return damage
+}
+
+export interface PagesCheck {
+  /** Stop reading (the restore ended another way); the verdict then rejects as cancelled. */
+  cancel(): void
+  /** Resolves when every pages image matches the manifest; rejects with the damage found. */
+  verdict: Promise<void>
+}
+
+export class PagesDamageError extends Error {
+  override name = 'PagesDamageError'
+
+  constructor(readonly damage: Damage[]) {
+    super(damage.map(d => `${d.file}: ${d.message}`).join('; '))
+  }
+}
+
+/**
+ * Hash the pages images in the background (while CRIU reads them: the page cache serves both),
+ * so that the verdict costs little beyond the restore itself.
+ */
+export function startPagesCheck(dir: string, manifest: Manifest): PagesCheck {
+  let cancelled = false
+  const verdict = (async () => {
+    const damage: Damage[] = []
+    for (const [name, expected] of Object.entries(manifest.files)) {
+      if (!isPagesImage(name)) continue
+      const actual = await digestFile(join(dir, name), () => cancelled)
+      if (cancelled) throw new Error('the pages check was cancelled')
+      if (actual.digest !== expected.digest || actual.size !== expected.size) damage.push({file: name, message: mismatch(name, expected, actual)})
+    }
+
+    if (damage.length > 0) throw new PagesDamageError(damage)
+  })()
+  verdict.catch(() => {}) // awaited later, or cancelled: never an unhandled rejection
+  return {
+    cancel() {
+      cancelled = true
+    },
+    verdict,
+  }
+}
