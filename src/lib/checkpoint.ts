@@ -5,14 +5,14 @@ import {mkdirSync, mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
-import {hasAdminCapability} from './capabilities.js'
+import {checkpointCapabilityProblems, criuCapabilities, hasAdminCapability, TreeProcess} from './capabilities.js'
 import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
-import {criuEnvironment, criuFailure, criuVersion, findCriu, hwBreakpointsWork} from './criu.js'
+import {criuEnvironment, criuFailure, criuVersion, describeCriu, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
-import {isRunning} from './proc.js'
+import {isRunning, processIds, processTree} from './proc.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -103,12 +103,33 @@ function prepareImagesDir(dir: string, force: boolean | undefined, dryRun: boole
   return false
 }
 
+/** Processes for a message: "1235 nginx (uid 33, gid 33)", at most five. */
+function listProcesses(ps: readonly TreeProcess[]): string {
+  const more = ps.length > 5 ? ` and ${ps.length - 5} more` : ''
+  return ps.slice(0, 5).map(p => `${p.pid} ${p.comm} (uid ${p.uids[0]}, gid ${p.gids[0]})`).join(', ') + more
+}
+
+/**
+ * A tree CRIU cannot dump with the capabilities it will have (processes of other users without
+ * CAP_SYS_RESOURCE, ...): said now, with the processes, instead of after CRIU froze the tree.
+ */
+function refuseMissingCapabilities(pid: number): void {
+  const tree = processTree(pid).map(p => processIds(p)).filter(p => p !== undefined)
+  const problems = checkpointCapabilityProblems(tree, criuCapabilities(), {gid: process.getgid!(), uid: process.getuid!()})
+  if (problems.length === 0) return
+  throw new FailedError(
+    problems.map(p => `checkpoint cannot work here: CRIU would run without ${p.capability.name}, which it needs ${p.why}: ${listProcesses(p.processes)}`).join('\n'),
+    `run the checkpoint where root has ${problems.map(p => p.capability.name).join(' and ')} (a container or unit: add it), or ${problems.map(p => p.otherwise).join('; and ')}. Nothing was frozen`,
+  )
+}
+
 /** Everything refused before CRIU is looked for; returns the namespaces to leave out. */
 function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!Number.isInteger(request.pid) || request.pid < 1) throw new RefusedError(`PID ${quote(String(request.pid))} is not a whole number above 0`)
   if (!request.dryRun && !hasAdminCapability()) throw new FailedError('checkpoint needs root: CRIU needs CAP_SYS_ADMIN to dump a process tree', 'run it as root (sudo)')
   if (!isRunning(request.pid)) throw new RefusedError(`process ${request.pid} does not exist`)
   const external = externalNamespaces(request)
+  if (!request.dryRun) refuseMissingCapabilities(request.pid)
   if (request.workDir !== undefined && !statSync(request.workDir, {throwIfNoEntry: false})?.isDirectory()) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`)
   }
@@ -120,8 +141,10 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   const started = Date.now()
   const external = checkRequest(request)
 
-  const criu = findCriu(request.criuPath)
-  const version = await criuVersion(criu)
+  const found = findCriu(request.criuPath)
+  // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
+  const version = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
+  const criu = found.path
   const created = prepareImagesDir(request.imagesDir, request.force, request.dryRun)
   const workDir = request.workDir ? resolve(request.workDir) : (request.dryRun ? join(tmpdir(), 'mycli-checkpoint-XXXXXX') : mkdtempSync(join(tmpdir(), 'mycli-checkpoint-')))
   const logFile = join(workDir, 'dump.log')
@@ -146,7 +169,7 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     if (run.stopped) throw run.stopped
-    if (exit.code !== 0) throw criuFailure('dump', logFile, exit)
+    if (exit.code !== 0) throw criuFailure('dump', logFile, exit, {ran: describeCriu(found, version), stderr: run.stderr})
 
     return {...result, durationMs: Date.now() - started}
   } catch (error) {

@@ -7,10 +7,10 @@ import {mkdtempSync, readFileSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
-import {hasAdminCapability} from './capabilities.js'
+import {criuCapabilities, hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
 import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
-import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
+import {criuEnvironment, criuFailure, CriuVersion, criuVersion, describeCriu, Exit, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {JoinNsSpec, quote} from './join-ns.js'
@@ -227,9 +227,10 @@ async function prepare(request: RestoreRequest) {
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
   const pins = pinJoins(request.joinNs)
   try {
-    const criu = findCriu(request.criuPath)
-    const version: CriuVersion = await criuVersion(criu)
-    return {criu, images, pins, version}
+    const found = findCriu(request.criuPath)
+    // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
+    const version: CriuVersion = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
+    return {criu: found.path, images, pins, ran: describeCriu(found, version), version}
   } catch (error) {
     for (const p of pins) p.close()
     throw error
@@ -373,7 +374,7 @@ async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
  */
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
-  const {criu, images, pins, version} = await prepare(request)
+  const {criu, images, pins, ran, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
   try {
@@ -403,7 +404,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (!request.detached) {
       const attached = await attachedRestore(run, plan, pins, io)
       if (run.stopped) throw run.stopped
-      if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, run.stderr)
+      if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, {ran, stderr: run.stderr})
       if (attached.exit.code !== 0) {
         throw new FailedError(`CRIU, waiting for the restored tree (PID ${attached.pid}), ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
       }
@@ -415,7 +416,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
-    if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
+    if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
     if (run) {
