@@ -181,19 +181,31 @@ export interface CapabilityProblem {
  * not all in the caller's, needs CAP_SYS_PTRACE (ptrace(2), "Ptrace access mode checking").
  */
 export function checkpointCapabilityProblems(tree: readonly TreeProcess[], set: bigint, self: {gid: number; uid: number}): CapabilityProblem[] {
-  const foreign = tree.filter(p => p.uids.some(u => u !== self.uid) || p.gids.some(g => g !== self.gid))
-  const otherUid = tree.filter(p => p.uids.some(u => u !== self.uid))
+  // real, effective and saved IDs (the fourth, the filesystem ID, is not compared)
+  const otherUser = (p: TreeProcess) => p.uids.slice(0, 3).some(u => u !== self.uid)
+  const otherGroup = (p: TreeProcess) => p.gids.slice(0, 3).some(g => g !== self.gid)
+  const stronger = (p: TreeProcess) => (p.capabilities & ~set) !== 0n
   const problems: CapabilityProblem[] = []
   const resource = capabilityByName('CAP_SYS_RESOURCE')!
-  if (foreign.length > 0 && !hasCapability(set, resource)) {
-    problems.push({capability: resource, otherwise: 'run every process of the tree as the user and group that run CRIU (nginx: `user root;`)', processes: foreign, why: 'to read the resource limits of processes of another user or group (CRIU: "Can\'t get rlimit ... Operation not permitted")'})
+  const limited = tree.filter(p => otherUser(p) || otherGroup(p))
+  if (limited.length > 0 && !hasCapability(set, resource)) {
+    problems.push({
+      capability: resource,
+      otherwise: 'run every process of the tree as the user and group that run CRIU (nginx: `user root;`)',
+      processes: limited,
+      why: 'to read the resource limits of processes of another user or group (CRIU: "Can\'t get rlimit ... Operation not permitted")',
+    })
   }
 
   const ptrace = capabilityByName('CAP_SYS_PTRACE')!
-  const stronger = tree.filter(p => (p.capabilities & ~set) !== 0n)
-  if (!hasCapability(set, ptrace)) {
-    const seized = tree.filter(p => otherUid.includes(p) || stronger.includes(p))
-    if (seized.length > 0) problems.push({capability: ptrace, otherwise: 'start the workload as that user, with no capability CRIU lacks', processes: seized, why: 'to seize processes of another user, or with capabilities it lacks itself'})
+  const seized = tree.filter(p => otherUser(p) || stronger(p))
+  if (seized.length > 0 && !hasCapability(set, ptrace)) {
+    problems.push({
+      capability: ptrace,
+      otherwise: 'start the workload as that user, with no capability CRIU lacks',
+      processes: seized,
+      why: 'to seize processes of another user, or with capabilities it lacks itself',
+    })
   }
 
   return problems

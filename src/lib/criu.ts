@@ -181,7 +181,7 @@ function bootId(): string | undefined {
 /** How to get a CRIU that works, in one line. */
 export function wayOut(pointToDoctor = true): string {
   const doctor = pointToDoctor ? '; the plugin\'s `criu check` shows what works here' : ''
-  return `use CRIU ${formatVersion(CRIU_DETECTS_BREAKPOINTS)} or newer: pass --criu-path or set CRIU_PATH (Debian/Ubuntu: the criu package of Debian forky or sid, unpacked privately by the plugin's scripts/provision-criu.sh)${doctor}`
+  return `use CRIU ${formatVersion(CRIU_DETECTS_BREAKPOINTS)} or newer: pass --criu-path or set CRIU_PATH (Debian family: the criu package of Debian forky or sid, unpacked privately by the plugin's scripts/provision-criu.sh)${doctor}`
 }
 
 export interface CriuCheck {

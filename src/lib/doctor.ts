@@ -1,7 +1,9 @@
 /**
  * The plugin's doctor (`criu check`): which CRIU would run and why, whether it can work here,
  * and the features the plugin relies on. Each row of the report is one small check function
- * in DOCTOR_CHECKS; a new row is one more function there (see the README of the branch note).
+ * in DOCTOR_CHECKS: a DoctorCheck takes the gathered DoctorContext and returns one DoctorRow
+ * (blocking rows decide `usable`; rows with `feature` also land in the report's `features`).
+ * A new row is one more function in that list; a new fact it needs is one more context field.
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {release} from 'node:os'
@@ -173,9 +175,10 @@ export function provisionScript(): string | undefined {
   return existsSync(script) ? script : undefined
 }
 
+/** Where the provisioning script can work: apt, and Debian's archive key to check forky's packages. */
 function debianFamily(): boolean {
   try {
-    return /^ID(?:_LIKE)?=.*\bdebian\b/m.test(readFileSync('/etc/os-release', 'utf8'))
+    return /^ID(?:_LIKE)?=.*\bdebian\b/m.test(readFileSync('/etc/os-release', 'utf8')) && existsSync('/usr/share/keyrings/debian-archive-keyring.gpg')
   } catch {
     return false
   }

@@ -136,7 +136,7 @@ describe('the CRIU this machine has: criu check, and judging it before any work'
     const err = expectOneCleanError(r)
     expect(err).to.include(`CRIU ${bad.version} at ${bad.path} (found on PATH) `)
     if (!bad.real) expect(err).to.include('cannot run on this kernel: kerndat (vDSO) failed (vdso: Unexpected rt vDSO area bounds)')
-    expect(err).to.match(/Hint: use CRIU 4\.2 or newer: pass --criu-path or set CRIU_PATH \(Debian\/Ubuntu: /)
+    expect(err).to.match(/Hint: use CRIU 4\.2 or newer: pass --criu-path or set CRIU_PATH \(Debian family: /)
     expect(state(root), 'not frozen').to.match(/^[RS]$/)
     expect(existsSync(images), 'no images folder').to.equal(false)
   })

@@ -145,7 +145,7 @@ describe('CRIU (pure functions)', () => {
         expect(error).to.be.instanceOf(FailedError)
         expect(error.exitCode).to.equal(1)
         expect(error.message).to.equal(`CRIU 3.17.1 at ${bad} (from CRIU_PATH) cannot run on this kernel: kerndat (vDSO) failed (kerndat_vdso_fill_symtable failed when initializing kerndat.)`)
-        expect(error.hint).to.match(/^use CRIU 4\.2 or newer: pass --criu-path or set CRIU_PATH \(Debian\/Ubuntu: .*forky or sid/)
+        expect(error.hint).to.match(/^use CRIU 4\.2 or newer: pass --criu-path or set CRIU_PATH \(Debian family: .*forky or sid/)
       } finally {
         if (saved === undefined) delete process.env.XDG_CACHE_HOME
         else process.env.XDG_CACHE_HOME = saved
