@@ -129,10 +129,11 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!request.dryRun && !hasAdminCapability()) throw new FailedError('checkpoint needs root: CRIU needs CAP_SYS_ADMIN to dump a process tree', 'run it as root (sudo)')
   if (!isRunning(request.pid)) throw new RefusedError(`process ${request.pid} does not exist`)
   const external = externalNamespaces(request)
-  if (!request.dryRun) refuseMissingCapabilities(request.pid)
   if (request.workDir !== undefined && !statSync(request.workDir, {throwIfNoEntry: false})?.isDirectory()) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`)
   }
+
+  if (!request.dryRun || hasAdminCapability()) refuseMissingCapabilities(request.pid)
 
   return external
 }
