@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import {CliResult} from '../support/checkpoint.js'
 import {
-  addNetns, alive, BIN, cleanup, criuPath, firstChild, flat, nsInode, REPO, requireRoot, tempDir, track, waitFor,
+  addNetns, BIN, cleanup, criuPath, firstChild, flat, nsInode, REPO, requireRoot, tempDir, track, untrack, waitFor,
 } from '../support/system.js'
 
 /** Root without CAP_SYS_RESOURCE, made here (these VMs lack it anyway; others must too, for the test to mean the same). */
@@ -124,7 +124,9 @@ describe('nginx (Debian package), root without CAP_SYS_RESOURCE', function () {
     const images = join(tempDir('nginx-ckpt-'), 'ck')
     const dump = withoutSysResource(['checkpoint', String(nginx.master), '-D', images, '--network-lock', 'skip'])
     expect(dump.code, dump.stderr).to.equal(0)
-    await waitFor('the dumped nginx to be gone', () => !alive(nginx.master))
+    await waitFor('the dumped nginx to be gone', () => [nginx.master, ...nginx.workers].every(p => !existsSync(`/proc/${p}`)))
+    // restored with new PIDs (its own PID namespace): the old numbers are not ours any more
+    for (const p of [nginx.master, ...nginx.workers]) untrack(p)
     expect(get(nginx.port)).to.match(/^error:.*Connection refused/)
 
     const name = `ngx-${process.pid}-${nginx.port}`
