@@ -10,6 +10,7 @@
  *   5. validation: parse, pin and check 1, 8, 64 -J targets (library level)
  *   6. integrity: restore of a 1 GiB checkpoint with its manifest, verified vs --no-verify-images
  *   7. integrity: restore of a small plain checkpoint, structure-checked vs --no-verify-images
+ *   8. judging CRIU before the work: cached answer vs a cold cache (criu --version + criu check)
  *
  * `--only=6,7` runs only those figures.
  */
@@ -18,7 +19,9 @@ import {mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {criuCapabilities} from '../src/lib/capabilities.js'
 import {findProblems} from '../src/lib/checks.js'
+import {judgeCriu} from '../src/lib/criu.js'
 import {parseJoinNs} from '../src/lib/join-ns.js'
 import {digestFile, writeManifest} from '../src/lib/manifest.js'
 import {namespaceByName} from '../src/lib/namespaces.js'
@@ -314,6 +317,36 @@ function benchValidation(): void {
   report(`   per-target cost N=64 / N=1: ${(perTarget[2] / perTarget[0]).toFixed(2)} (1.0 = linear; target < 1 ms per target)`)
 }
 
+/** What every checkpoint and restore now pays to know its CRIU can run here: warm (cached) vs cold. */
+async function benchJudge(criuPath: string): Promise<void> {
+  const saved = process.env.XDG_CACHE_HOME
+  const warm = mkdtempSync(join(tmpdir(), 'bench-judge-'))
+  const found = {path: criuPath, source: 'CRIU_PATH' as const}
+  const caps = criuCapabilities()
+  process.env.XDG_CACHE_HOME = warm
+  await judgeCriu(found, caps)
+  const runs = QUICK ? 5 : 15
+  const a: number[] = []
+  const b: number[] = []
+  for (let i = 0; i < runs; i++) {
+    process.env.XDG_CACHE_HOME = warm
+    let t0 = nowMs()
+    await judgeCriu(found, caps)
+    a.push(nowMs() - t0)
+    const cold = mkdtempSync(join(tmpdir(), 'bench-judge-'))
+    process.env.XDG_CACHE_HOME = cold
+    t0 = nowMs()
+    await judgeCriu(found, caps)
+    b.push(nowMs() - t0)
+    rmSync(cold, {force: true, recursive: true})
+  }
+
+  if (saved === undefined) delete process.env.XDG_CACHE_HOME
+  else process.env.XDG_CACHE_HOME = saved
+  rmSync(warm, {force: true, recursive: true})
+  report(`6. judging CRIU before the work (library, median of ${runs} interleaved): cached ${median(a).toFixed(2)} ms, cold (--version + criu check, once per binary and boot) ${median(b).toFixed(1)} ms`)
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmarks need root')
   setChildSubreaper(true) // restored tasks come back to us to be reaped, not to PID 1
@@ -327,6 +360,7 @@ async function main(): Promise<void> {
   if (wanted(5)) benchValidation()
   if (wanted(6)) await benchIntegrityLarge(criuPath)
   if (wanted(7)) await benchIntegritySmall(criuPath)
+  if (wanted(8)) await benchJudge(criuPath)
 }
 
 main().catch(error => {

@@ -21,7 +21,7 @@ export default class Checkpoint extends CriuCommand {
     {command: '<%= config.bin %> <%= command.id %> 1234 -D ./ckpt --external-ns net', description: 'Leave the pod\'s network namespace out; restore later with -J net:<holder>.'},
   ]
   static override flags = {
-    'criu-path': Flags.string({env: 'CRIU_PATH', helpGroup: 'CRIU', summary: 'CRIU binary to run (default: $CRIU_PATH, then criu on PATH).'}),
+    'criu-path': Flags.string({helpGroup: 'CRIU', summary: 'CRIU binary to run (default: $CRIU_PATH, then criu on PATH; nothing else is searched).'}),
     'dry-run': Flags.boolean({summary: 'Check everything and print the exact CRIU command; dump nothing.'}),
     'ext-unix-sk': Flags.boolean({helpGroup: 'CRIU', summary: 'Allow external unix sockets (CRIU --ext-unix-sk).'}),
     'external-ns': externalNs(),

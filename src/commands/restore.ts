@@ -45,9 +45,8 @@ export default class Restore extends CriuCommand {
       summary: 'Acknowledge that joining a user namespace is dangerous (silences the warning).',
     }),
     'criu-path': Flags.string({
-      env: 'CRIU_PATH',
       helpGroup: 'CRIU',
-      summary: 'CRIU binary to run (default: $CRIU_PATH, then criu on PATH).',
+      summary: 'CRIU binary to run (default: $CRIU_PATH, then criu on PATH; nothing else is searched).',
     }),
     'dry-run': Flags.boolean({
       summary: 'Check everything and print the plan and the exact CRIU command; restore nothing.',

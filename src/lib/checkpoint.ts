@@ -5,17 +5,17 @@ import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
-import {hasAdminCapability} from './capabilities.js'
+import {checkpointCapabilityProblems, criuCapabilities, hasAdminCapability, TreeProcess} from './capabilities.js'
 import {
   CriuIO, criuLimits, CriuRun, formatCommand, supervise,
 } from './criu-run.js'
-import {criuEnvironment, criuFailure, criuVersion, findCriu, hwBreakpointsWork} from './criu.js'
+import {criuEnvironment, criuFailure, criuVersion, describeCriu, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {MANIFEST_FILE, writeManifest} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
-import {isRunning} from './proc.js'
+import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
@@ -132,6 +132,26 @@ function prepareImagesDir(request: CheckpointRequest, images: {missing: boolean}
   return true
 }
 
+/** Processes for a message: "1235 nginx (uid 33, gid 33)", at most five. */
+function listProcesses(ps: readonly TreeProcess[]): string {
+  const more = ps.length > 5 ? ` and ${ps.length - 5} more` : ''
+  return ps.slice(0, 5).map(p => `${p.pid} ${p.comm} (uid ${p.uids[0]}, gid ${p.gids[0]})`).join(', ') + more
+}
+
+/**
+ * A tree CRIU cannot dump with the capabilities it will have (processes of other users without
+ * CAP_SYS_RESOURCE, ...): said now, with the processes, instead of after CRIU froze the tree.
+ */
+function refuseMissingCapabilities(pid: number): void {
+  const tree = processTree(pid).map(p => processIds(p)).filter(p => p !== undefined)
+  const problems = checkpointCapabilityProblems(tree, criuCapabilities(), {gid: process.getgid!(), uid: process.getuid!()})
+  if (problems.length === 0) return
+  throw new FailedError(
+    problems.map(p => `checkpoint cannot work here: CRIU would run without ${p.capability.name}, which it needs ${p.why}: ${listProcesses(p.processes)}`).join('\n'),
+    `run the checkpoint where root has ${problems.map(p => p.capability.name).join(' and ')} (a container or unit: add it), or ${problems.map(p => p.otherwise).join('; and ')}. Nothing was frozen`,
+  )
+}
+
 /** Everything refused before CRIU is looked for; returns the namespaces to leave out. */
 function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!Number.isInteger(request.pid) || request.pid < 1) throw new RefusedError(`PID ${quote(String(request.pid))} is not a whole number above 0`)
@@ -142,6 +162,8 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`)
   }
 
+  if (!request.dryRun || hasAdminCapability()) refuseMissingCapabilities(request.pid)
+
   return external
 }
 
@@ -150,8 +172,10 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   const external = checkRequest(request)
   const images = checkOutputPaths(request)
 
-  const criu = findCriu(request.criuPath)
-  const version = await criuVersion(criu)
+  const found = findCriu(request.criuPath)
+  // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
+  const version = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
+  const criu = found.path
   const created = prepareImagesDir(request, images)
   const workDir = request.workDir ? resolve(request.workDir) : (request.dryRun ? join(tmpdir(), 'mycli-checkpoint-XXXXXX') : mkdtempSync(join(tmpdir(), 'mycli-checkpoint-')))
   const logFile = join(workDir, 'dump.log')
@@ -176,9 +200,9 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     if (run.stopped) throw run.stopped
-    if (exit.code !== 0) throw criuFailure('dump', logFile, exit)
-    // integrity (#19): before success is reported, so that every checkpoint we report carries one.
-    // MERGE: check the manifest path with #17's function for paths written as root, if it exists.
+    if (exit.code !== 0) throw criuFailure('dump', logFile, exit, {ran: describeCriu(found, version), stderr: run.stderr})
+    // Before success is reported, so that every checkpoint we report carries one; the folder was
+    // checked by checkOutputPaths, and the manifest is written without following links.
     const manifest = await writeManifest(result.imagesDir, pluginId())
     return {...result, durationMs: Date.now() - started, manifest: join(result.imagesDir, MANIFEST_FILE), manifestFiles: Object.keys(manifest.files).length}
   } catch (error) {

@@ -6,6 +6,7 @@ import {accessSync, constants, existsSync, readFileSync, realpathSync, statSync}
 import {homedir} from 'node:os'
 import {delimiter, join} from 'node:path'
 
+import {CapabilityNeed, capabilityForFailure, criuCapabilities, missingCapabilities} from './capabilities.js'
 import {FailedError} from './errors.js'
 import {readOwnFile, writeOwnFile} from './trust.js'
 
@@ -51,29 +52,52 @@ function executable(path: string): boolean {
   }
 }
 
-/** --criu-path, else $CRIU_PATH, else `criu` on $PATH (then /usr/sbin and /sbin, where Debian puts it). */
-export function findCriu(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  const given = flag ?? env.CRIU_PATH
+/** Where the CRIU that runs was found: the flag, the environment, or PATH. */
+export type CriuSource = '--criu-path' | 'CRIU_PATH' | 'PATH'
+
+export interface FoundCriu {
+  path: string
+  source: CriuSource
+}
+
+/** Where distributions put CRIU; not searched (only PATH is), but named when CRIU is there and not on PATH. */
+export const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin']
+
+/** "CRIU at /usr/sbin/criu (found on PATH)", with the version when known: every message about a CRIU says which one. */
+export function describeCriu(found: FoundCriu, version?: {text: string}): string {
+  const where = found.source === 'PATH' ? 'found on PATH' : `from ${found.source}`
+  return `CRIU ${version ? `${version.text} ` : ''}at ${found.path} (${where})`
+}
+
+/**
+ * The one search order, the same in help and README: --criu-path, else $CRIU_PATH, else `criu`
+ * on $PATH. Nothing else is searched: a CRIU in /usr/sbin that is not on PATH is only named in
+ * the hint, so that which binary runs never depends on what else the machine has.
+ */
+export function findCriu(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, sbinDirs: readonly string[] = SBIN_DIRS): FoundCriu {
+  const given = flag || env.CRIU_PATH
   if (given) {
+    const source = flag ? '--criu-path' : 'CRIU_PATH'
     if (!executable(given)) {
-      throw new FailedError(`CRIU not found at ${given} (${flag ? '--criu-path' : 'CRIU_PATH'})`, 'point it at a CRIU binary, or install CRIU')
+      throw new FailedError(`CRIU not found at ${given} (${source})`, 'point it at a CRIU binary, or install CRIU')
     }
 
-    return given
+    return {path: given, source}
   }
 
-  const dirs = [...(env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']
-  for (const dir of dirs) {
-    if (dir && executable(join(dir, 'criu'))) return join(dir, 'criu')
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (dir && executable(join(dir, 'criu'))) return {path: join(dir, 'criu'), source: 'PATH'}
   }
 
+  const elsewhere = sbinDirs.map(dir => join(dir, 'criu')).find(path => executable(path))
   throw new FailedError(
-    `CRIU not found on PATH (needs ${formatVersion(MIN_CRIU)} or newer)`,
-    'install CRIU, or pass --criu-path, or set CRIU_PATH',
+    `CRIU not found on PATH (needs ${formatVersion(MIN_CRIU)} or newer; ${formatVersion(CRIU_DETECTS_BREAKPOINTS)} or newer recommended)`,
+    elsewhere
+      ? `${elsewhere} exists but is not on PATH: pass --criu-path ${elsewhere} or set CRIU_PATH (the plugin's \`criu check\` says whether it works here)`
+      : 'install CRIU, or pass --criu-path, or set CRIU_PATH',
   )
 }
 
-/** Run `criu --version` and check it is new enough. */
 /**
  * The plugin's cache folder: $XDG_CACHE_HOME or ~/.cache, not the shared temp folder (another
  * user could plant answers there for root to read).
@@ -115,32 +139,124 @@ function binaryKey(path: string): string | undefined {
   }
 }
 
-/** Run `criu --version` (answer cached per binary) and check it is new enough. */
-export async function criuVersion(path: string): Promise<CriuVersion> {
+/** Run `criu --version` (answer cached per binary). */
+export async function readCriuVersion(found: FoundCriu): Promise<CriuVersion> {
+  const {path} = found
   const key = binaryKey(path)
   const cached = readCache<CriuVersion>('criu-versions.json')
   let version = key ? cached[key] : undefined
   if (!version) {
     const output = await new Promise<string>((resolve, reject) => {
       execFile(path, ['--version'], {timeout: 10_000}, (error, stdout) => {
-        if (error) reject(new FailedError(`cannot run ${path} --version: ${error.message.split('\n')[0]}`))
+        if (error) reject(new FailedError(`${describeCriu(found)} does not run: ${error.message.split('\n')[0]}`, wayOut()))
         else resolve(stdout)
       })
     })
     version = parseCriuVersion(output)
-    if (!version) throw new FailedError(`${path} does not look like CRIU: its --version printed ${JSON.stringify(output.trim().slice(0, 80))}`)
+    if (!version) throw new FailedError(`${describeCriu(found)} does not look like CRIU: its --version printed ${JSON.stringify(output.trim().slice(0, 80))}`)
     // Keep the entries of binaries that still exist, so the file does not grow without end.
     const kept = Object.fromEntries(Object.entries(cached).filter(([k]) => existsSync(k.slice(0, k.indexOf(':')))))
     if (key) writeCache('criu-versions.json', {...kept, [key]: version})
   }
 
+  return version
+}
+
+/** Run `criu --version` (answer cached per binary) and check it is new enough. */
+export async function criuVersion(criu: FoundCriu | string): Promise<CriuVersion> {
+  const found: FoundCriu = typeof criu === 'string' ? {path: criu, source: '--criu-path'} : criu
+  const version = await readCriuVersion(found)
   if (!versionAtLeast(version, MIN_CRIU)) {
     throw new FailedError(
-      `CRIU ${version.text} at ${path} is too old: restore needs CRIU ${formatVersion(MIN_CRIU)} or newer`,
-      'install a newer CRIU (scripts/provision-criu.sh fetches 4.2) or pass --criu-path',
+      `${describeCriu(found, version)} is too old: restore needs CRIU ${formatVersion(MIN_CRIU)} or newer`,
+      wayOut(),
     )
   }
 
+  return version
+}
+
+/** The kernel's boot id: what makes a cached answer about this kernel stale. */
+function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+  } catch {
+    return undefined
+  }
+}
+
+/** How to get a CRIU that works, in one line. */
+export function wayOut(pointToDoctor = true): string {
+  const doctor = pointToDoctor ? '; the plugin\'s `criu check` shows what works here' : ''
+  return `use CRIU ${formatVersion(CRIU_DETECTS_BREAKPOINTS)} or newer: pass --criu-path or set CRIU_PATH (Debian family: the criu package of Debian forky or sid, unpacked privately by the plugin's scripts/provision-criu.sh)${doctor}`
+}
+
+export interface CriuCheck {
+  /** CRIU's own `criu check` passed. */
+  ok: boolean
+  /** Why not, in one line. */
+  reason?: string
+}
+
+/** Run CRIU with these arguments; its exit code and everything it printed. */
+export function runCriu(path: string, args: readonly string[], timeout = 30_000): Promise<{code: null | number; output: string}> {
+  return new Promise(resolve => {
+    execFile(path, args, {timeout}, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0
+      resolve({code, output: `${stdout}${stderr}`})
+    })
+  })
+}
+
+/** What a failed `criu check` means, in one line. Pure: reads CRIU's own words. */
+export function explainCheckFailure(output: string): string {
+  if (/CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE/.test(output)) {
+    return 'it lacks CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE): run it as root with full capabilities'
+  }
+
+  const kerndat = /(kerndat_\w+|\w+) failed when initializing kerndat/.exec(output)
+  if (kerndat || /Could not initialize kernel features detection/.test(output)) {
+    const part = kerndat?.[1].replace(/^kerndat_/, '') ?? ''
+    const what = /vdso/i.test(part) ? 'vDSO' : (part || 'kernel feature detection')
+    const first = criuErrorLines(output, 10).map(l => l.replace(/^.*?Error \([^)]*\):\s*/, '')).find(l => !/exited, status=/.test(l))
+    return `cannot run on this kernel: kerndat (${what}) failed${first ? ` (${first})` : ''}`
+  }
+
+  const line = criuErrorLines(output, 10).map(l => l.replace(/^.*?Error \([^)]*\):\s*/, '')).find(l => !/exited, status=/.test(l))
+  const plain = output.split('\n').map(l => l.trim()).find(l => l && !l.startsWith('Warn'))
+  return `its own \`criu check\` fails: ${line ?? plain ?? 'no output'}`
+}
+
+/**
+ * CRIU's own `criu check`, asked once per binary, boot and capability set (about 0.4 s here):
+ * the answer is cached in cacheDir(), where other users cannot plant one.
+ */
+export async function criuCheck(path: string, capabilities: bigint): Promise<CriuCheck> {
+  const key = binaryKey(path)
+  const boot = bootId()
+  const cacheKey = key && boot ? `${key}|${boot}|${capabilities.toString(16)}` : undefined
+  const cached = readCache<CriuCheck>('criu-check.json')
+  if (cacheKey && cached[cacheKey]) return cached[cacheKey]
+  const {code, output} = await runCriu(path, ['check'])
+  const answer: CriuCheck = code === 0 ? {ok: true} : {ok: false, reason: explainCheckFailure(output)}
+  if (cacheKey) {
+    // Answers of earlier boots can never be read again.
+    const kept = Object.fromEntries(Object.entries(cached).filter(([k]) => k.includes(`|${boot}|`)))
+    writeCache('criu-check.json', {...kept, [cacheKey]: answer})
+  }
+
+  return answer
+}
+
+/**
+ * Judge the CRIU that will run, before any work starts: new enough, and able to run on this
+ * kernel with these capabilities (its own `criu check`, cached). A CRIU that cannot becomes one
+ * message naming it, what is wrong, and the way out.
+ */
+export async function judgeCriu(found: FoundCriu, capabilities: bigint): Promise<CriuVersion> {
+  const version = await criuVersion(found)
+  const check = await criuCheck(found.path, capabilities)
+  if (!check.ok) throw new FailedError(`${describeCriu(found, version)} ${check.reason}`, wayOut())
   return version
 }
 
@@ -149,17 +265,11 @@ export async function criuVersion(path: string): Promise<CriuVersion> {
  * cached (cacheDir) under the kernel's boot id.
  */
 export function hwBreakpointsWork(probe: () => {works: boolean | null}): boolean | null {
-  let bootId = 'unknown'
-  try {
-    bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
-  } catch {
-    // no /proc: the probe runs every time
-  }
-
+  const boot = bootId()
   const cached = readCache<boolean | null>('hw-breakpoints.json')
-  if (bootId !== 'unknown' && bootId in cached) return cached[bootId]
+  if (boot && boot in cached) return cached[boot]
   const {works} = probe()
-  if (bootId !== 'unknown') writeCache('hw-breakpoints.json', {[bootId]: works})
+  if (boot) writeCache('hw-breakpoints.json', {[boot]: works})
   return works
 }
 
@@ -175,8 +285,8 @@ export function criuEnvironment(version: CriuVersion, breakpointsWork: () => boo
 
 export type Exit = {code: null | number; signal: NodeJS.Signals | null}
 
-/** The error for a CRIU that ended badly: its first error lines (else its stderr), its log, a hint. */
-export function criuFailure(action: 'dump' | 'restore', logFile: string, exit: Exit, stderr = ''): FailedError {
+/** The error for a CRIU that ended badly: its first error lines (else its stderr), which CRIU ran, its log, a hint. */
+export function criuFailure(action: 'dump' | 'restore', logFile: string, exit: Exit, {ran, stderr = ''}: {ran?: string; stderr?: string} = {}): FailedError {
   let log = ''
   try {
     log = readFileSync(logFile, 'utf8')
@@ -187,7 +297,8 @@ export function criuFailure(action: 'dump' | 'restore', logFile: string, exit: E
   const lines = criuErrorLines(log)
   const shown = lines.length > 0 ? lines : stderr.trim().split('\n').filter(Boolean).slice(0, 5)
   const detail = shown.map(l => `\n  ${l}`).join('')
-  return new FailedError(`CRIU ${action} failed (${exit.signal ?? `exit code ${exit.code}`})${detail}\nLog: ${logFile}`, hintFor(log + stderr), logFile)
+  const which = ran ? `\nRan: ${ran}` : ''
+  return new FailedError(`CRIU ${action} failed (${exit.signal ?? `exit code ${exit.code}`})${detail}${which}\nLog: ${logFile}`, hintFor(log + stderr), logFile)
 }
 
 /** An error CRIU prints on every run on these machines, and that changes nothing. */
@@ -202,17 +313,39 @@ export function criuErrorLines(log: string, max = 5): string[] {
   .map(line => line.replace(/^\(\s*[\d.]+\)\s*/, '').trim())
 }
 
+/** Who runs CRIU, for the permission hint: root or not, and the capabilities it will lack. */
+export interface Privileges {
+  missing: readonly CapabilityNeed[]
+  root: boolean
+}
+
+export function currentPrivileges(): Privileges {
+  return {missing: missingCapabilities(criuCapabilities()), root: process.geteuid?.() === 0}
+}
+
+/** The hint for an EPERM: the capability that is missing when root, "run as root" when not. */
+export function permissionHint(log: string, privileges: Privileges): string {
+  if (!privileges.root) return 'permission denied: run as root'
+  const lacking = capabilityForFailure(log, privileges.missing)
+  if (lacking.length === 0) {
+    return 'permission denied although CRIU runs as root with every capability it uses: a security module (AppArmor, SELinux, seccomp) or the user namespace forbids it'
+  }
+
+  const [first] = lacking
+  return `permission denied: CRIU runs as root but without ${lacking.map(c => c.name).join(', ')}, which it needs for ${first.breaks}; run it where root has ${lacking.length > 1 ? 'them' : 'it'} (container or unit: add the capability)`
+}
+
 /** A one-line hint for the failures met while testing, keyed by what CRIU's log says. */
-export function hintFor(log: string): string | undefined {
+export function hintFor(log: string, privileges: () => Privileges = currentPrivileges): string | undefined {
   const relevant = log.split('\n').filter(line => !HARMLESS.test(line)).join('\n')
-  const rules: [RegExp, string][] = [
-    [/Locking network failed|execvp\("ip6?tables-restore"/, 'CRIU could not lock the network (iptables is missing here): pass --network-lock skip, or install iptables'],
-    [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, 'a process with one of the checkpoint\'s PIDs already runs here; end it, or restore in a new PID namespace'],
-    [/No such file or directory.*\.img|Can't open image/i, 'the checkpoint is incomplete: an image file is missing'],
-    [/Can't open ns file|Failed to setns when join-ns/i, 'a namespace to join is gone or not joinable any more'],
-    [/Operation not permitted|EPERM/i, 'permission denied: run as root'],
-    [/Unknown option|unrecognized option|invalid option/i, 'this CRIU is too old for an option passed; install CRIU 4.2 or newer'],
+  const rules: [RegExp, () => string][] = [
+    [/Locking network failed|execvp\("ip6?tables-restore"/, () => 'CRIU could not lock the network (iptables is missing here): pass --network-lock skip, or install iptables'],
+    [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, () => 'a process with one of the checkpoint\'s PIDs already runs here; end it, or restore in a new PID namespace'],
+    [/No such file or directory.*\.img|Can't open image/i, () => 'the checkpoint is incomplete: an image file is missing'],
+    [/Can't open ns file|Failed to setns when join-ns/i, () => 'a namespace to join is gone or not joinable any more'],
+    [/Operation not permitted|EPERM/i, () => permissionHint(relevant, privileges())],
+    [/Unknown option|unrecognized option|invalid option/i, () => 'this CRIU is too old for an option passed; install CRIU 4.2 or newer'],
   ]
-  for (const [pattern, hint] of rules) if (pattern.test(relevant)) return hint
+  for (const [pattern, hint] of rules) if (pattern.test(relevant)) return hint()
   return undefined
 }

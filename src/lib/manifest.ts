@@ -4,11 +4,12 @@
  * bits) is found before a restored process runs. XXH64 finds damage; it does not stop someone
  * who changes a file on purpose and rewrites the manifest to match (that needs a signature).
  */
-import {open, readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {open, readdir, readFile, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import xxhash from 'xxhash-wasm'
 
 import {isPagesImage} from './images.js'
+import {writeFileNoFollow} from './trust.js'
 
 export const MANIFEST_FILE = 'oclif-plugin-criu.manifest.json'
 export const DIGEST_ALGORITHM = 'xxh64'
@@ -93,7 +94,8 @@ export async function writeManifest(dir: string, writtenBy: string): Promise<Man
   for (const name of await checkpointFiles(dir)) files[name] = await digestFile(join(dir, name))
   const body = {algorithm: DIGEST_ALGORITHM, files, format: FORMAT, writtenBy} as const
   const manifest: Manifest = {...body, digest: await manifestDigest(body)}
-  await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', {mode: 0o644})
+  // A new file renamed into place: never written through a link planted in the folder.
+  writeFileNoFollow(join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n', 0o644)
   return manifest
 }
 

@@ -7,12 +7,12 @@ import {mkdtempSync, readFileSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
-import {hasAdminCapability} from './capabilities.js'
+import {criuCapabilities, hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
 import {
   CriuIO, criuLimits, CriuRun, formatCommand, supervise,
 } from './criu-run.js'
-import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
+import {criuEnvironment, criuFailure, CriuVersion, criuVersion, describeCriu, Exit, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {checkBeforeRestore, IntegrityMethod, NO_PAGES_CHECK, pagesVerdict, startPages, verdictLine} from './integrity.js'
@@ -247,9 +247,10 @@ async function prepare(request: RestoreRequest) {
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
   const pins = pinJoins(request.joinNs)
   try {
-    const criu = findCriu(request.criuPath)
-    const version: CriuVersion = await criuVersion(criu)
-    return {criu, images, integrity, pins, version}
+    const found = findCriu(request.criuPath)
+    // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
+    const version: CriuVersion = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
+    return {criu: found.path, images, integrity, pins, ran: describeCriu(found, version), version}
   } catch (error) {
     for (const p of pins) p.close()
     throw error
@@ -398,7 +399,7 @@ async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
  */
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
-  const {criu, images, integrity, pins, version} = await prepare(request)
+  const {criu, images, integrity, pins, ran, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
   let pagesCheck = NO_PAGES_CHECK
@@ -434,7 +435,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (!request.detached) {
       const attached = await attachedRestore(run, plan, {images: imagesVerdict, pins}, io)
       if (run.stopped) throw run.stopped
-      if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, run.stderr)
+      if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, {ran, stderr: run.stderr})
       if (attached.exit.code !== 0) {
         throw new FailedError(`CRIU, waiting for the restored tree (PID ${attached.pid}), ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
       }
@@ -448,7 +449,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (run.stopped) throw run.stopped
     // integrity (#19), see above; also when CRIU failed: damage explains a failure better than CRIU's log
     await imagesVerdict()
-    if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
+    if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
     if (run) {

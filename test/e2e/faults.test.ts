@@ -134,10 +134,14 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     expect(alive(ckpt.pid), 'the first restore still runs').to.equal(true)
   })
 
-  it('CRIU missing from PATH: exit 1 and what to do', () => {
-    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ckpt.dir], {encoding: 'utf8', env: {...process.env, CRIU_PATH: '', PATH: '/nonexistent'}})
+  it('CRIU missing from PATH: exit 1 and what to do, whatever CRIU the machine has elsewhere', () => {
+    // An empty folder as the whole PATH: a CRIU in /usr/sbin (Debian's) is not searched, only named.
+    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ckpt.dir], {encoding: 'utf8', env: {...process.env, CRIU_PATH: '', PATH: tempDir('empty-path-')}})
     expect(r.status).to.equal(1)
-    expect(flat(r.stderr)).to.include('CRIU not found on PATH (needs 3.14 or newer) Hint: install CRIU, or pass --criu-path, or set CRIU_PATH')
+    const err = flat(r.stderr)
+    expect(err).to.include('CRIU not found on PATH (needs 3.14 or newer; 4.2 or newer recommended) Hint: ')
+    expect(err).to.match(/pass --criu-path.* or set CRIU_PATH/)
+    if (existsSync('/usr/sbin/criu')) expect(err).to.include('/usr/sbin/criu exists but is not on PATH')
   })
 
   it('CRIU too old: exit 1, the version found and the one needed', () => {
@@ -146,7 +150,7 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     chmodSync(stub, 0o755)
     const r = mycli(['restore', '-D', ckpt.dir, '--criu-path', stub])
     expect(r.code).to.equal(1)
-    expect(flat(r.stderr)).to.include(`CRIU 3.13 at ${stub} is too old: restore needs CRIU 3.14 or newer`)
+    expect(flat(r.stderr)).to.include(`CRIU 3.13 at ${stub} (from --criu-path) is too old: restore needs CRIU 3.14 or newer`)
   })
 
   it('not root: exit 1, nothing started', () => {

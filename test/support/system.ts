@@ -40,6 +40,11 @@ export function track(pid: number): number {
   return pid
 }
 
+/** Stop tracking a PID whose process is gone for good (its number may be reused by someone else's). */
+export function untrack(pid: number): void {
+  started.delete(pid)
+}
+
 /** True while the PID names a process that is not a zombie. */
 export const alive = isRunning
 

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -10,9 +10,12 @@ import {
   criuEnvironment,
   criuErrorLines,
   criuVersion,
+  describeCriu,
+  explainCheckFailure,
   findCriu,
   FI_NO_BREAKPOINTS,
   hintFor,
+  judgeCriu,
   MIN_CRIU,
   parseCriuVersion,
   versionAtLeast,
@@ -71,16 +74,81 @@ describe('CRIU (pure functions)', () => {
       expect(hintFor('Error (criu/util.c:642): execvp("iptables-restore", ...) failed')).to.match(/--network-lock skip/)
     })
 
-    it('finds CRIU through the flag, then CRIU_PATH, then PATH, and says what to do when it is missing', () => {
+    it('finds CRIU through the flag, then CRIU_PATH, then PATH, says where it found it, and what to do when it is missing', () => {
       const dir = mkdtempSync(join(tmpdir(), 'criu-find-'))
       try {
         const fake = join(dir, 'criu')
+        const other = join(dir, 'other', 'criu')
         writeFileSync(fake, '#!/bin/sh\n', {mode: 0o755})
-        expect(findCriu(fake, {})).to.equal(fake)
-        expect(findCriu(undefined, {CRIU_PATH: fake})).to.equal(fake)
-        expect(findCriu(undefined, {PATH: dir})).to.equal(fake)
+        mkdirSync(join(dir, 'other'))
+        writeFileSync(other, '#!/bin/sh\n', {mode: 0o755})
+        const empty = join(dir, 'empty')
+        mkdirSync(empty)
+        expect(findCriu(fake, {CRIU_PATH: other, PATH: dir})).to.deep.equal({path: fake, source: '--criu-path'})
+        expect(findCriu(undefined, {CRIU_PATH: fake, PATH: join(dir, 'other')})).to.deep.equal({path: fake, source: 'CRIU_PATH'})
+        expect(findCriu(undefined, {CRIU_PATH: '', PATH: `${empty}:${dir}`})).to.deep.equal({path: fake, source: 'PATH'})
+        expect(describeCriu({path: fake, source: 'PATH'}, v('3.17.1'))).to.equal(`CRIU 3.17.1 at ${fake} (found on PATH)`)
+        expect(describeCriu({path: fake, source: 'CRIU_PATH'})).to.equal(`CRIU at ${fake} (from CRIU_PATH)`)
         expect(() => findCriu(join(dir, 'nope'), {})).to.throw(FailedError, `CRIU not found at ${join(dir, 'nope')} (--criu-path)`)
+        expect(() => findCriu(undefined, {CRIU_PATH: join(dir, 'nope')})).to.throw(FailedError, `CRIU not found at ${join(dir, 'nope')} (CRIU_PATH)`)
+        // Nothing beyond PATH is searched; a CRIU in an sbin folder off PATH is named in the hint only.
+        const notFound = (sbin: string[]) => {
+          try {
+            findCriu(undefined, {PATH: empty}, sbin)
+          } catch (error) {
+            return error as FailedError
+          }
+
+          throw new Error('found a CRIU that is not on PATH')
+        }
+
+        expect(notFound([join(dir, 'other')]).message).to.equal('CRIU not found on PATH (needs 3.14 or newer; 4.2 or newer recommended)')
+        expect(notFound([join(dir, 'other')]).hint).to.include(`${other} exists but is not on PATH: pass --criu-path ${other} or set CRIU_PATH`)
+        expect(notFound([empty]).hint).to.equal('install CRIU, or pass --criu-path, or set CRIU_PATH')
       } finally {
+        rmSync(dir, {force: true, recursive: true})
+      }
+    })
+
+    it('says in one line why `criu check` failed, from CRIU\'s own words', () => {
+      // What Debian 12's CRIU 3.17.1 prints on Linux 6.18 (these machines).
+      const bookworm = [
+        'Error (criu/util.c:642): exited, status=1',
+        'Error (criu/util.c:642): exited, status=1',
+        'Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds',
+        'Error (criu/vdso.c:613): vdso: Failed to fill self vdso symtable',
+        'Error (criu/kerndat.c:1615): kerndat_vdso_fill_symtable failed when initializing kerndat.',
+        'Error (criu/crtools.c:260): Could not initialize kernel features detection.',
+      ].join('\n')
+      expect(explainCheckFailure(bookworm)).to.equal('cannot run on this kernel: kerndat (vDSO) failed (vdso: Unexpected rt vDSO area bounds)')
+      expect(explainCheckFailure('Error (criu/kerndat.c:1): kerndat_uffd failed when initializing kerndat.')).to.equal('cannot run on this kernel: kerndat (uffd) failed (kerndat_uffd failed when initializing kerndat.)')
+      expect(explainCheckFailure('CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE capability: \nsetcap cap_checkpoint_restore+eip /x')).to.match(/lacks CAP_SYS_ADMIN/)
+      expect(explainCheckFailure('Warn  (criu/x.c:1): w\nError (criu/cr-check.c:9): prctl: PR_SET_MM_MAP is not supported')).to.equal('its own `criu check` fails: prctl: PR_SET_MM_MAP is not supported')
+    })
+
+    it('asks `criu check` once per binary, boot and capability set, and refuses a CRIU that fails it with path, version and the way out', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'criu-judge-'))
+      const saved = process.env.XDG_CACHE_HOME
+      process.env.XDG_CACHE_HOME = join(dir, 'cache')
+      try {
+        const calls = join(dir, 'calls')
+        const good = join(dir, 'good')
+        writeFileSync(good, `#!/bin/sh\necho "$1" >> ${calls}\n[ "$1" = --version ] && echo "Version: 4.2.1"\nexit 0\n`, {mode: 0o755})
+        const bad = join(dir, 'bad')
+        writeFileSync(bad, '#!/bin/sh\n[ "$1" = --version ] && { echo "Version: 3.17.1"; exit 0; }\necho "Error (criu/kerndat.c:1615): kerndat_vdso_fill_symtable failed when initializing kerndat." >&2\nexit 1\n', {mode: 0o755})
+        expect((await judgeCriu({path: good, source: 'PATH'}, 0x1_FF_FE_FF_FF_FFn)).text).to.equal('4.2.1')
+        expect((await judgeCriu({path: good, source: 'PATH'}, 0x1_FF_FE_FF_FF_FFn)).text).to.equal('4.2.1')
+        expect(readFileSync(calls, 'utf8'), 'asked once').to.equal('--version\ncheck\n')
+        await judgeCriu({path: good, source: 'PATH'}, 0x1_FF_FF_FF_FF_FFn)
+        expect(readFileSync(calls, 'utf8'), 'other capabilities: asked again').to.equal('--version\ncheck\ncheck\n')
+        const error = await judgeCriu({path: bad, source: 'CRIU_PATH'}, 0x1_FF_FF_FF_FF_FFn).then(() => expect.fail('3.17.1 cannot run here'), (error_: FailedError) => error_)
+        expect(error).to.be.instanceOf(FailedError)
+        expect(error.exitCode).to.equal(1)
+        expect(error.message).to.equal(`CRIU 3.17.1 at ${bad} (from CRIU_PATH) cannot run on this kernel: kerndat (vDSO) failed (kerndat_vdso_fill_symtable failed when initializing kerndat.)`)
+        expect(error.hint).to.match(/^use CRIU 4\.2 or newer: pass --criu-path or set CRIU_PATH \(Debian family: .*forky or sid/)
+      } finally {
+        if (saved === undefined) delete process.env.XDG_CACHE_HOME
+        else process.env.XDG_CACHE_HOME = saved
         rmSync(dir, {force: true, recursive: true})
       }
     })
@@ -101,7 +169,7 @@ describe('CRIU (pure functions)', () => {
         writeFileSync(fake, `#!/bin/sh\necho x >> ${calls}\necho "Version: 3.13"\n\n`, {mode: 0o755})
         await criuVersion(fake).then(
           () => expect.fail('3.13 is too old'),
-          (error: Error) => expect(error.message).to.include('CRIU 3.13 at'),
+          (error: Error) => expect(error.message).to.include(`CRIU 3.13 at ${fake} (from --criu-path) is too old`),
         )
         expect(readFileSync(calls, 'utf8')).to.equal('x\nx\n')
       } finally {

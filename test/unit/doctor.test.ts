@@ -1,0 +1,64 @@
+import {expect} from 'chai'
+
+import {parseCriuVersion} from '../../src/lib/criu.js'
+import {buildReport, DOCTOR_CHECKS, DoctorContext, DoctorRow} from '../../src/lib/doctor.js'
+
+/** Root on these VMs: every capability but CAP_SYS_RESOURCE. */
+const VM_ROOT = 0x1_FF_FE_FF_FF_FFn
+
+function facts(over: Partial<DoctorContext> = {}): DoctorContext {
+  return {
+    breakpoints: () => false,
+    capabilities: VM_ROOT,
+    check: {ok: true},
+    feature: async name => name !== 'mem_dirty_track',
+    found: {path: '/opt/criu/bin/criu', source: 'CRIU_PATH'},
+    kernel: '6.18.44',
+    root: true,
+    version: parseCriuVersion('Version: 4.2.1\n'),
+    which: command => (command === 'nft' ? '/usr/sbin/nft' : undefined),
+    ...over,
+  }
+}
+
+async function breakpointsRow(version: string): Promise<string> {
+  const r = await report(facts({version: parseCriuVersion(`Version: ${version}\n`)}))
+  return r.checks.find(c => c.label === 'hardware breakpoints')!.says
+}
+
+async function report(ctx: DoctorContext) {
+  const rows: DoctorRow[] = await Promise.all(DOCTOR_CHECKS.map(check => check(ctx)))
+  return buildReport(ctx, rows, 'the way out')
+}
+
+describe('the doctor\'s report (pure, from the facts)', () => {
+  it('usable with a working CRIU; every feature a boolean; missing capabilities listed with what they break', async () => {
+    const r = await report(facts())
+    expect(r).to.include({path: '/opt/criu/bin/criu', root: true, source: 'CRIU_PATH', usable: true, version: '4.2.1'})
+    expect(r.wayOut).to.equal(undefined)
+    expect(r.features).to.include({dirtyTracking: false, externalNetNs: true, hwBreakpoints: false, lazyPages: true})
+    expect(r.features).to.include({networkLockIptables: false, networkLockNftables: true, timeNamespaces: true})
+    expect(Object.keys(r.features)).to.have.length(7)
+    expect(r.capabilities.missing.map(c => c.name)).to.deep.equal(['CAP_SYS_RESOURCE'])
+  })
+
+  it('not usable, with one reason per blocking row, when CRIU fails its own check, is too old, is missing, or we are not root', async () => {
+    const failing = await report(facts({check: {ok: false, reason: 'cannot run on this kernel: kerndat (vDSO) failed'}, feature: async () => false}))
+    expect(failing).to.include({usable: false, wayOut: 'the way out'})
+    expect(failing.reasons).to.deep.equal(['criu check: cannot run on this kernel: kerndat (vDSO) failed'])
+    expect((await report(facts({version: parseCriuVersion('Version: 3.13\n')}))).reasons).to.deep.equal(['version: too old: needs 3.14 or newer'])
+    const missing = await report(facts({check: undefined, findError: 'CRIU not found on PATH', found: undefined, version: undefined}))
+    expect(missing).to.include({path: null, usable: false, version: null})
+    expect(missing.reasons[0]).to.equal('CRIU: CRIU not found on PATH')
+    expect((await report(facts({root: false}))).reasons).to.deep.equal(['root: checkpoint and restore need root (CAP_SYS_ADMIN)'])
+    // a capability every restore needs makes it unusable too
+    const noChroot = await report(facts({capabilities: VM_ROOT & ~(1n << 18n)}))
+    expect(noChroot.usable).to.equal(false)
+    expect(noChroot.reasons[0]).to.match(/^capabilities: .*CAP_SYS_CHROOT: restore/)
+  })
+
+  it('names the CRIU_FAULT=130 work-around only for a CRIU older than 4.2 where breakpoints do not work', async () => {
+    expect(await breakpointsRow('4.1.1')).to.match(/CRIU_FAULT=130/)
+    expect(await breakpointsRow('4.2.1')).to.match(/works around it by itself/)
+  })
+})
