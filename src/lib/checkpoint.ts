@@ -13,6 +13,7 @@ import {quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
 import {isRunning} from './proc.js'
+import {refuseUndumpable} from './undumpable.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -26,6 +27,8 @@ export interface CheckpointRequest {
   /** Write into a folder that is not empty. */
   force?: boolean
   imagesDir: string
+  /** How the user runs the launch command (the host's bin and the command), for the io_uring hint. */
+  launchCommand?: string
   leaveRunning?: boolean
   networkLock?: (typeof NETWORK_LOCK_METHODS)[number]
   pid: number
@@ -119,6 +122,7 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
 export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {}): Promise<CheckpointResult> {
   const started = Date.now()
   const external = checkRequest(request)
+  refuseUndumpable(request.pid, request.launchCommand ?? 'launch')
 
   const criu = findCriu(request.criuPath)
   const version = await criuVersion(criu)
