@@ -30,8 +30,8 @@ export interface ProcessObjects {
   comm: string
   /** The executable's path (/proc/PID/exe), when readable. */
   exe?: string
-  /** Each open fd and its /proc/PID/fd link. */
-  fds: readonly {fd: number; link: string}[]
+  /** Each open fd, its /proc/PID/fd link and, for anonymous inodes, the inode from its fdinfo. */
+  fds: readonly {fd: number; ino?: number; link: string}[]
   /** The text of /proc/PID/maps. */
   maps: string
   pid: number
@@ -48,6 +48,8 @@ export interface UndumpableObject {
   kind: string
   /** How many mappings of it the process has. */
   mappings: number
+  /** How many distinct objects (inodes) of this kind: rings, for io_uring. */
+  count: number
   pid: number
   /** Who likely made it, for the person who has to change that. */
   likelyMadeBy: string
@@ -61,18 +63,27 @@ export function mapsPathname(line: string): string {
   return m ? m[1] : ''
 }
 
-/** How many mappings of each anonymous-inode kind /proc/PID/maps lists: `[io_uring]` -> 6. */
-export function anonInodeMappings(maps: string): Map<string, number> {
-  const counts = new Map<string, number>()
+/** The mappings of each anonymous-inode kind /proc/PID/maps lists, and their inodes: `[io_uring]` -> 6 mappings of 3 inodes. */
+export function anonInodeMappings(maps: string): Map<string, {inodes: Set<number>; mappings: number}> {
+  const kinds = new Map<string, {inodes: Set<number>; mappings: number}>()
   for (const line of maps.split('\n')) {
     const path = mapsPathname(line)
     if (path.startsWith(ANON)) {
       const kind = path.slice(ANON.length)
-      counts.set(kind, (counts.get(kind) ?? 0) + 1)
+      const entry = kinds.get(kind) ?? {inodes: new Set<number>(), mappings: 0}
+      entry.mappings++
+      entry.inodes.add(Number(line.split(/\s+/)[4]))
+      kinds.set(kind, entry)
     }
   }
 
-  return counts
+  return kinds
+}
+
+/** The `ino:` line of /proc/PID/fdinfo/FD text (one inode per io_uring ring), or undefined. */
+export function fdinfoInode(fdinfo: string): number | undefined {
+  const m = /^ino:\s*(\d+)$/m.exec(fdinfo)
+  return m ? Number(m[1]) : undefined
 }
 
 function isNode(p: ProcessObjects): boolean {
@@ -80,7 +91,7 @@ function isNode(p: ProcessObjects): boolean {
 }
 
 /** The object in words and who likely made it: the part of the message that helps someone act. */
-export function describeKind(kind: string, p: ProcessObjects): {likelyMadeBy: string; what: string} {
+export function describeKind(kind: string, p: ProcessObjects): {likelyMadeBy: string; what: string; whatMany: string} {
   switch (kind) {
   case '[io_uring]': {
     return {
@@ -88,48 +99,59 @@ export function describeKind(kind: string, p: ProcessObjects): {likelyMadeBy: st
         ? 'libuv, which Node.js 22 and newer set up at start-up for file and network I/O'
         : 'a library that uses io_uring (libuv in Node.js 22 and newer, liburing)',
       what: 'an io_uring ring',
+      whatMany: 'io_uring rings',
     }
   }
 
   case '[perf_event]': {
-    return {likelyMadeBy: 'a profiler or performance counter library', what: 'a perf event'}
+    return {likelyMadeBy: 'a profiler or performance counter library', what: 'a perf event', whatMany: 'perf events'}
   }
 
   case '[userfaultfd]': {
-    return {likelyMadeBy: 'a memory manager that handles its own page faults (userfaultfd)', what: 'a userfaultfd'}
+    return {likelyMadeBy: 'a memory manager that handles its own page faults (userfaultfd)', what: 'a userfaultfd', whatMany: 'userfaultfds'}
   }
 
   case 'bpf-prog': {
-    return {likelyMadeBy: 'a program that loads eBPF programs', what: 'a BPF program'}
+    return {likelyMadeBy: 'a program that loads eBPF programs', what: 'a BPF program', whatMany: 'BPF programs'}
   }
 
   default: {
-    return {likelyMadeBy: 'the program or a library it uses', what: `an anonymous kernel object (${ANON}${kind})`}
+    return {likelyMadeBy: 'the program or a library it uses', what: `an anonymous kernel object (${ANON}${kind})`, whatMany: `anonymous kernel objects (${ANON}${kind})`}
   }
   }
 }
 
 /** Every object in one process that CRIU cannot dump, one entry per kind. Pure. */
 export function findUndumpable(p: ProcessObjects): UndumpableObject[] {
-  const fdsByKind = new Map<string, number[]>()
-  for (const {fd, link} of p.fds) {
+  const fdsByKind = new Map<string, {fd: number; ino?: number}[]>()
+  for (const {fd, ino, link} of p.fds) {
     if (!link.startsWith(ANON)) continue
     const kind = link.slice(ANON.length)
     if (CRIU_DUMPABLE_ANON_FDS.has(kind)) continue
-    fdsByKind.set(kind, [...(fdsByKind.get(kind) ?? []), fd])
+    fdsByKind.set(kind, [...(fdsByKind.get(kind) ?? []), {fd, ino}])
   }
 
   const mappings = anonInodeMappings(p.maps)
   const kinds = [...new Set([...fdsByKind.keys(), ...mappings.keys()])].sort()
-  return kinds.map(kind => ({
-    comm: p.comm,
-    program: p.exe ? basename(p.exe) : p.comm,
-    fds: (fdsByKind.get(kind) ?? []).sort((a, b) => a - b),
-    kind,
-    mappings: mappings.get(kind) ?? 0,
-    pid: p.pid,
-    ...describeKind(kind, p),
-  }))
+  return kinds.map(kind => {
+    const held = fdsByKind.get(kind) ?? []
+    const mapped = mappings.get(kind)
+    // Objects are told apart by inode; an fd whose inode is unknown counts as one of its own.
+    const inodes = new Set([...(mapped?.inodes ?? []), ...held.flatMap(h => (h.ino === undefined ? [] : [h.ino]))])
+    const count = inodes.size + held.filter(h => h.ino === undefined).length
+    const {likelyMadeBy, what, whatMany} = describeKind(kind, p)
+    return {
+      comm: p.comm,
+      count,
+      fds: held.map(h => h.fd).sort((a, b) => a - b),
+      kind,
+      likelyMadeBy,
+      mappings: mapped?.mappings ?? 0,
+      pid: p.pid,
+      program: p.exe ? basename(p.exe) : p.comm,
+      what: count > 1 ? `${count} ${whatMany}` : what,
+    }
+  })
 }
 
 function plural(n: number, word: string): string {
@@ -201,6 +223,14 @@ function readlinkOr(path: string): string | undefined {
   }
 }
 
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
 /** What /proc shows of one process, or undefined when it ended or cannot be read (not root). */
 export function readProcessObjects(pid: number): ProcessObjects | undefined {
   try {
@@ -208,7 +238,9 @@ export function readProcessObjects(pid: number): ProcessObjects | undefined {
     const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
     const fds = readdirSync(`/proc/${pid}/fd`).flatMap(name => {
       const link = readlinkOr(`/proc/${pid}/fd/${name}`)
-      return link === undefined ? [] : [{fd: Number(name), link}]
+      if (link === undefined) return []
+      if (!link.startsWith(ANON)) return [{fd: Number(name), link}]
+      return [{fd: Number(name), ino: fdinfoInode(readOr(`/proc/${pid}/fdinfo/${name}`)), link}]
     })
     return {comm, exe: readlinkOr(`/proc/${pid}/exe`), fds, maps, pid}
   } catch {

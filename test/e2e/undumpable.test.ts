@@ -54,6 +54,7 @@ describe('the scan for objects CRIU cannot dump (this kernel, real CRIU)', funct
   })
 
   for (const [kind, what, criuSays] of [
+    // one ring, two fds: Python's mmap keeps a dup of the fd it maps
     ['io_uring', 'an io_uring ring (fds ', 'Unknown shit 600 (anon_inode:[io_uring])'],
     ['userfaultfd', 'a userfaultfd (fd ', 'anon_inode:[userfaultfd]'],
   ]) {

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import fc from 'fast-check'
 
 import {
-  anonInodeMappings, findUndumpable, ioUringPolicy, mapsPathname, ProcessObjects, undumpableRefusal,
+  anonInodeMappings, fdinfoInode, findUndumpable, ioUringPolicy, mapsPathname, ProcessObjects, undumpableRefusal,
 } from '../../src/lib/undumpable.js'
 
 // Lines as /proc/PID/maps shows them on Linux 6.18 for a Node.js 24 process.
@@ -26,8 +26,16 @@ describe('undumpable objects (pure)', () => {
     expect(mapsPathname('not a maps line')).to.equal('')
   })
 
-  it('counts anonymous-inode mappings per kind', () => {
-    expect(Object.fromEntries(anonInodeMappings(NODE24_MAPS))).to.deep.equal({'[io_uring]': 3, '[perf_event]': 1})
+  it('counts anonymous-inode mappings and their inodes per kind', () => {
+    expect(Object.fromEntries([...anonInodeMappings(NODE24_MAPS)].map(([k, v]) => [k, {inodes: [...v.inodes], mappings: v.mappings}]))).to.deep.equal({
+      '[io_uring]': {inodes: [94_214, 94_215], mappings: 3},
+      '[perf_event]': {inodes: [1038], mappings: 1},
+    })
+  })
+
+  it('reads the inode from fdinfo text', () => {
+    expect(fdinfoInode('pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t94214\nSqMask:\t0x7\n')).to.equal(94_214)
+    expect(fdinfoInode('pos:\t0\n')).to.equal(undefined)
   })
 
   it('reports every kind CRIU refuses once, with its fds and mappings; lets the kinds CRIU dumps through', () => {
@@ -35,8 +43,8 @@ describe('undumpable objects (pure)', () => {
       {fd: 0, link: '/dev/null'},
       {fd: 3, link: 'anon_inode:[eventpoll]'},
       {fd: 4, link: 'anon_inode:[eventfd]'},
-      {fd: 17, link: 'anon_inode:[io_uring]'},
-      {fd: 12, link: 'anon_inode:[io_uring]'},
+      {fd: 17, ino: 94_214, link: 'anon_inode:[io_uring]'},
+      {fd: 12, ino: 94_215, link: 'anon_inode:[io_uring]'},
       {fd: 5, link: 'anon_inode:[pidfd]'},
       {fd: 6, link: 'anon_inode:inotify'},
       {fd: 7, link: 'anon_inode:[timerfd]'},
@@ -48,13 +56,18 @@ describe('undumpable objects (pure)', () => {
       {fd: 14, link: 'pipe:[99]'},
     ]
     const found = findUndumpable(proc({fds, maps: NODE24_MAPS}))
-    expect(found.map(o => [o.kind, o.fds, o.mappings, o.what])).to.deep.equal([
-      ['[io_uring]', [12, 17], 3, 'an io_uring ring'],
-      ['[perf_event]', [], 1, 'a perf event'],
-      ['[userfaultfd]', [11], 0, 'a userfaultfd'],
+    expect(found.map(o => [o.kind, o.fds, o.mappings, o.count, o.what])).to.deep.equal([
+      ['[io_uring]', [12, 17], 3, 2, '2 io_uring rings'],
+      ['[perf_event]', [], 1, 1, 'a perf event'],
+      ['[userfaultfd]', [11], 0, 1, 'a userfaultfd'],
     ])
     expect(found[0].program).to.equal('node')
     expect(found[0].likelyMadeBy).to.include('libuv, which Node.js 22 and newer')
+  })
+
+  it('a ring held by two fds (a dup) is one ring', () => {
+    const fds = [{fd: 3, ino: 7, link: 'anon_inode:[io_uring]'}, {fd: 4, ino: 7, link: 'anon_inode:[io_uring]'}]
+    expect(findUndumpable(proc({fds}))[0]).to.include({count: 1, what: 'an io_uring ring'})
   })
 
   it('names libuv in Node.js only for a Node.js process', () => {
@@ -73,12 +86,12 @@ describe('undumpable objects (pure)', () => {
   })
 
   it('the refusal: one line per object, the hint names the launch command and the sysctl', () => {
-    const objects = findUndumpable(proc({fds: [{fd: 19, link: 'anon_inode:[io_uring]'}], maps: NODE24_MAPS, pid: 4321}))
+    const objects = findUndumpable(proc({fds: [{fd: 19, ino: 94_214, link: 'anon_inode:[io_uring]'}], maps: NODE24_MAPS, pid: 4321}))
     const refusal = undumpableRefusal(objects, 'heroku launch')!
     expect(refusal.exitCode).to.equal(2)
     expect(refusal.message.split('\n')).to.deep.equal([
       'CRIU cannot checkpoint this process tree: it holds kernel objects CRIU cannot dump (nothing was frozen; it runs on untouched):',
-      '  process 4321 (node) holds an io_uring ring (fd 19; 3 mappings), likely made by libuv, which Node.js 22 and newer set up at start-up for file and network I/O',
+      '  process 4321 (node) holds 2 io_uring rings (fd 19; 3 mappings), likely made by libuv, which Node.js 22 and newer set up at start-up for file and network I/O',
       '  process 4321 (node) holds a perf event (1 mapping), likely made by a profiler or performance counter library',
     ])
     expect(refusal.hint).to.include('`heroku launch -- COMMAND`')
