@@ -9,7 +9,9 @@
  * Both are started by the same native spawn; only that option differs.
  * One load client (the same Node.js, keep-alive, fixed concurrency) drives them in interleaved
  * rounds, A, B, A, B, ..., so that the noise of this shared machine hits both alike; the
- * figure is the median of the rounds' requests per second, and the ratio B / A.
+ * figures are the medians of the rounds' requests per second and of the server's CPU time
+ * per request (from /proc/PID/stat; it moves less than the rate on a busy machine), and the
+ * ratios B / A.
  * Two handlers: a constant reply, and one that reads a 64 KiB file per request (libuv sends
  * file reads through io_uring when it has one). Bounded: about 2 s per round.
  */
@@ -51,7 +53,7 @@ function one() {
     res.on('end', () => {
       done++
       if (Date.now() < end) one()
-      else if (--open === 0) console.log(done / (Number(process.hrtime.bigint() - t0) / 1e9))
+      else if (--open === 0) console.log(done / (Number(process.hrtime.bigint() - t0) / 1e9), done)
     })
   }).on('error', e => { console.error(e.message); process.exit(1) })
 }
@@ -83,19 +85,37 @@ async function waitReady(file: string): Promise<void> {
   }
 }
 
-/** Requests per second of each side, round by round, the sides alternating which goes first. */
-function interleaved(node: string, client: string, ports: {allowed: number; denied: number}): {allowed: number[]; denied: number[]} {
-  const rates: {allowed: number[]; denied: number[]} = {allowed: [], denied: []}
+/** CPU time (user + system) a process has used, in microseconds. */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], {encoding: 'utf8'}).trim())
+
+type Side = 'allowed' | 'denied'
+interface Rounds {
+  /** Server CPU time per request, microseconds: robust against a busy machine, unlike the rate. */
+  cpuPerRequest: number[]
+  rate: number[]
+}
+
+/** Each side's figures, round by round, the sides alternating which goes first. */
+function interleaved(node: string, client: string, servers: Record<Side, {pid: number; port: number}>): Record<Side, Rounds> {
+  const out: Record<Side, Rounds> = {allowed: {cpuPerRequest: [], rate: []}, denied: {cpuPerRequest: [], rate: []}}
   for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? (['allowed', 'denied'] as const) : (['denied', 'allowed'] as const)
+    const order: Side[] = round % 2 === 0 ? ['allowed', 'denied'] : ['denied', 'allowed']
     for (const side of order) {
-      const r = spawnSync(node, [client, String(ports[side]), String(ROUND_SECONDS), String(CONCURRENCY)], {encoding: 'utf8', timeout: (ROUND_SECONDS + 10) * 1000})
+      const cpu0 = cpuMicros(servers[side].pid)
+      const r = spawnSync(node, [client, String(servers[side].port), String(ROUND_SECONDS), String(CONCURRENCY)], {encoding: 'utf8', timeout: (ROUND_SECONDS + 10) * 1000})
       if (r.status !== 0) throw new Error(`the load client failed: ${r.stderr}`)
-      rates[side].push(Number(r.stdout))
+      const [rate, requests] = r.stdout.trim().split(' ').map(Number)
+      out[side].rate.push(rate)
+      out[side].cpuPerRequest.push((cpuMicros(servers[side].pid) - cpu0) / requests)
     }
   }
 
-  return rates
+  return out
 }
 
 async function main(): Promise<void> {
@@ -127,15 +147,16 @@ async function main(): Promise<void> {
       await waitReady(readyA)
       await waitReady(readyB)
       const rings = {allowed: ringMappings(a), denied: ringMappings(b)}
-      const rates = interleaved(node, client, ports)
-
-      const allowed = median(rates.allowed)
-      const denied = median(rates.denied)
+      const rounds = interleaved(node, client, {allowed: {pid: a, port: ports.allowed}, denied: {pid: b, port: ports.denied}})
+      const allowed = median(rounds.allowed.rate)
+      const denied = median(rounds.denied.rate)
+      const cpu = {allowed: median(rounds.allowed.cpuPerRequest), denied: median(rounds.denied.cpuPerRequest)}
       const what = mode === 'constant' ? 'constant reply' : 'reads 64 KiB file per request'
       const figures = `io_uring allowed (${rings.allowed} ring mappings): ${allowed.toFixed(0)} req/s; denied (${rings.denied}): ${denied.toFixed(0)} req/s`
       console.log(`  ${what.padEnd(30)} ${figures}; denied / allowed ${(denied / allowed).toFixed(3)}`)
-      console.log(`    rounds allowed: ${rates.allowed.map(x => x.toFixed(0)).join(' ')}`)
-      console.log(`    rounds denied:  ${rates.denied.map(x => x.toFixed(0)).join(' ')}`)
+      console.log(`    server CPU per request: allowed ${cpu.allowed.toFixed(1)} us, denied ${cpu.denied.toFixed(1)} us; denied / allowed ${(cpu.denied / cpu.allowed).toFixed(3)}`)
+      console.log(`    req/s by round, allowed: ${rounds.allowed.rate.map(x => x.toFixed(0)).join(' ')}`)
+      console.log(`    req/s by round, denied:  ${rounds.denied.rate.map(x => x.toFixed(0)).join(' ')}`)
       for (const pid of pids.splice(0)) {
         process.kill(pid, 'SIGKILL')
         await waitPid(pid).catch(() => {})
