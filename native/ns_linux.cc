@@ -1,5 +1,6 @@
 // The kernel side of oclif-plugin-criu: inspect and pin namespace files, start a program
-// inside joined namespaces, and probe whether x86 hardware breakpoints work.
+// inside joined namespaces (optionally in its own session, with io_uring denied), and probe
+// whether x86 hardware breakpoints work.
 //
 // Policy (which namespaces, in which order, what a failure means to the user) lives in
 // TypeScript. This file only does what JavaScript cannot: syscalls, fork/exec, fd handling.
@@ -7,6 +8,7 @@
 #include <napi.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <csignal>
 #include <cstring>
 #include <string>
@@ -14,7 +16,10 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/nsfs.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
@@ -190,6 +195,9 @@ enum Step : int {
   kStepSetuid = 7,
   kStepChdir = 8,
   kStepExec = 9,
+  kStepSetsid = 10,
+  kStepNoNewPrivs = 11,
+  kStepSeccomp = 12,
 };
 
 const char* StepName(int step) {
@@ -203,6 +211,9 @@ const char* StepName(int step) {
     case kStepSetuid: return "setresuid";
     case kStepChdir: return "chdir";
     case kStepExec: return "execve";
+    case kStepSetsid: return "setsid";
+    case kStepNoNewPrivs: return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case kStepSeccomp: return "seccomp";
     default: return "unknown";
   }
 }
@@ -220,6 +231,42 @@ struct JoinFd {
   int flag;
 };
 
+// io_uring_setup has the same number on every architecture (the unified table from 403 on);
+// old headers may lack the name.
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+
+// The audit architecture of this build, and of the 32-bit ABI its kernels also run.
+#if defined(__x86_64__)
+constexpr uint32_t kNativeArch = AUDIT_ARCH_X86_64;
+constexpr uint32_t kCompatArch = AUDIT_ARCH_I386;
+constexpr uint32_t kX32Bit = 0x40000000;  // __X32_SYSCALL_BIT: x32 calls arrive as x86_64 with this bit
+#elif defined(__aarch64__)
+constexpr uint32_t kNativeArch = AUDIT_ARCH_AARCH64;
+constexpr uint32_t kCompatArch = AUDIT_ARCH_ARM;
+constexpr uint32_t kX32Bit = 0;
+#else
+#define NO_IO_URING_FILTER 1
+#endif
+
+#ifndef NO_IO_URING_FILTER
+// A seccomp filter that makes io_uring_setup fail with ENOSYS, as on a kernel without io_uring,
+// so that libuv and other users fall back to epoll and threads; every other call is allowed.
+// The architecture is checked first: a call's number means something else under another ABI.
+const sock_filter kDenyIoUring[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kNativeArch, 2, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kCompatArch, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 2, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup | kX32Bit, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+};
+#endif
+
 // Runs in the forked child of a multithreaded process: only async-signal-safe calls.
 [[noreturn]] void ChildFail(int pipe_fd, int step, int err, int index) {
   ChildReport r{step, err, index};
@@ -228,10 +275,16 @@ struct JoinFd {
   _exit(127);
 }
 
+// What the child does besides joining: a new session, io_uring denied.
+struct ChildOptions {
+  bool new_session;
+  bool deny_io_uring;
+};
+
 [[noreturn]] void RunChild(int pipe_fd, const int stdio[3], const std::vector<JoinFd>& joins, bool has_gid,
                            gid_t gid, bool has_uid, uid_t uid, bool has_groups, const std::vector<gid_t>& groups,
-                           const char* cwd, const std::vector<const char*>& candidates, char* const* argv,
-                           char* const* envp) {
+                           const char* cwd, ChildOptions options, const std::vector<const char*>& candidates,
+                           char* const* argv, char* const* envp) {
   // Signals: default dispositions, nothing blocked (Node ignores SIGPIPE; exec keeps SIG_IGN).
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -243,6 +296,8 @@ struct JoinFd {
   sigset_t none;
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, nullptr) != 0) ChildFail(pipe_fd, kStepSignals, errno, -1);
+  // A forked child never leads a process group, so setsid only fails for a reason worth telling.
+  if (options.new_session && setsid() < 0) ChildFail(pipe_fd, kStepSetsid, errno, -1);
 
   // stdio: first move every source above 2 so that dup2 cannot clobber a later source.
   int moved[3];
@@ -290,6 +345,19 @@ struct JoinFd {
   if (has_uid && setresuid(uid, uid, uid) != 0) ChildFail(pipe_fd, kStepSetuid, errno, -1);
   if (cwd != nullptr && chdir(cwd) != 0) ChildFail(pipe_fd, kStepChdir, errno, -1);
 
+  // Last before exec, after the credential switch: the filter is inherited by the whole tree
+  // and cannot be removed. no_new_privs is what lets a caller without CAP_SYS_ADMIN install it.
+  if (options.deny_io_uring) {
+#ifdef NO_IO_URING_FILTER
+    ChildFail(pipe_fd, kStepSeccomp, ENOSYS, -1);
+#else
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ChildFail(pipe_fd, kStepNoNewPrivs, errno, -1);
+    sock_fprog prog{static_cast<unsigned short>(sizeof kDenyIoUring / sizeof kDenyIoUring[0]),
+                    const_cast<sock_filter*>(kDenyIoUring)};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) ChildFail(pipe_fd, kStepSeccomp, errno, -1);
+#endif
+  }
+
   // PATH search with the candidates prepared before the fork; report the most telling errno.
   int exec_err = ENOENT;
   for (const char* candidate : candidates) {
@@ -319,7 +387,8 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   return out;
 }
 
-// spawnJoined({candidates, argv, env, joins: [{fd, flag}], uid?, gid?, groups?, cwd?, stdio})
+// spawnJoined({candidates, argv, env, joins: [{fd, flag}], uid?, gid?, groups?, cwd?, stdio,
+//              newSession?, denyIoUring?})
 // -> pid. Throws with {step, syscall, errno, code, index} when the child fails before exec.
 Napi::Value SpawnJoined(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -362,6 +431,8 @@ Napi::Value SpawnJoined(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < 3 && i < sa.Length(); i++) stdio[i] = sa.Get(i).As<Napi::Number>().Int32Value();
   }
 
+  ChildOptions options{o.Get("newSession").ToBoolean().Value(), o.Get("denyIoUring").ToBoolean().Value()};
+
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw SysError(env, "pipe2", errno);
 
@@ -375,7 +446,7 @@ Napi::Value SpawnJoined(const Napi::CallbackInfo& info) {
   if (pid == 0) {
     close(pipe_fds[0]);
     RunChild(pipe_fds[1], stdio, joins, has_gid, gid, has_uid, uid, has_groups, groups,
-             has_cwd ? cwd_string.c_str() : nullptr, candidates, argv.data(), envp.data());
+             has_cwd ? cwd_string.c_str() : nullptr, options, candidates, argv.data(), envp.data());
   }
 
   close(pipe_fds[1]);

@@ -11,6 +11,7 @@ export default class Checkpoint extends CriuCommand {
   static override description = [
     'Dumps the process tree rooted at PID with CRIU into --images-dir, ready for `restore`. Without --leave-running the tree is gone afterwards (CRIU ends it once dumped).',
     'With --external-ns net, the net namespace the tree shares with a holder (a pod, a container) is left out of the images; `restore -J net:TARGET` then puts the tree into TARGET\'s network namespace.',
+    'Before CRIU starts, the tree is scanned for kernel objects CRIU cannot dump (io_uring rings, which Node.js 22 and newer make at start-up; perf events, userfaultfds): such a tree is refused with the process, the object and what to do, and is left running untouched.',
     'The folder is created when missing and must be empty unless --force. A failed dump removes the folder it created. Once CRIU has finished, a manifest of every file\'s size and XXH64 digest is written into the folder (oclif-plugin-criu.manifest.json); `restore` and `checkpoint verify` check the checkpoint against it. CRIU\'s log goes to --work-dir (default: a new temporary folder).',
     'Exit codes: 0 checkpointed; 1 CRIU failed, timed out, its log grew past --log-limit, or this machine cannot do it; 2 refused before anything started; 130 interrupted.',
   ].join('\n\n')
@@ -53,6 +54,7 @@ export default class Checkpoint extends CriuCommand {
         fileLocks: flags['file-locks'],
         force: flags.force,
         imagesDir: flags['images-dir'],
+        launchCommand: `${this.config.bin} launch`,
         leaveRunning: flags['leave-running'],
         logLimit: flags['log-limit'],
         stallSeconds: flags['stall-timeout'],

@@ -17,6 +17,7 @@ import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
 import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
+import {refuseUndumpable} from './undumpable.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -30,6 +31,8 @@ export interface CheckpointRequest {
   /** Write into a folder that is not empty. */
   force?: boolean
   imagesDir: string
+  /** How the user runs the launch command (the host's bin and the command), for the io_uring hint. */
+  launchCommand?: string
   leaveRunning?: boolean
   /** MiB; CRIU is stopped when its log grows past this (criu-run.ts DEFAULT_LOG_LIMIT_MIB). */
   logLimit?: number
@@ -170,6 +173,7 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
 export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {}): Promise<CheckpointResult> {
   const started = Date.now()
   const external = checkRequest(request)
+  refuseUndumpable(request.pid, request.launchCommand ?? 'launch')
   const images = checkOutputPaths(request)
 
   const found = findCriu(request.criuPath)

@@ -27,10 +27,12 @@ interface SpawnRequest {
   argv: string[]
   candidates: string[]
   cwd?: string
+  denyIoUring?: boolean
   env: string[]
   gid?: number
   groups?: number[]
   joins: {fd: number; flag: number}[]
+  newSession?: boolean
   stdio: number[]
   uid?: number
 }
@@ -285,11 +287,18 @@ export function inspectPath(path: string): NsDescription {
 
 export interface SpawnJoinedOptions {
   cwd?: string
+  /**
+   * Install a seccomp filter (with no_new_privs) that makes io_uring_setup fail with ENOSYS for
+   * the program and everything it starts, so that no io_uring ring (which CRIU cannot dump) is made.
+   */
+  denyIoUring?: boolean
   env?: NodeJS.ProcessEnv
   gid?: number
   groups?: number[]
   /** The namespaces to join; their fds must stay open until spawnJoined returns. */
   namespaces: readonly PinnedNamespace[]
+  /** Start the program in a session of its own (setsid), away from our terminal and signals. */
+  newSession?: boolean
   /** Three fds for stdin, stdout, stderr; -1 keeps this process's. */
   stdio?: [number, number, number]
   uid?: number
@@ -314,6 +323,61 @@ export function execCandidates(file: string, pathVar: string | undefined): strin
   return dirs.map(dir => `${dir === '' ? '.' : dir}/${file}`)
 }
 
+/** A failure of the child before exec, in the user's words: which step, about what. */
+function spawnFailure(error: NativeError, file: string, options: SpawnJoinedOptions): SpawnJoinedError {
+  const strerror = error.message.replace(/^[^:]*: /, '')
+  const pinned = error.index === undefined || error.index < 0 ? undefined : options.namespaces[error.index]
+  let what: string
+  switch (error.syscall) {
+  case 'setns': {
+    what = `cannot join the ${pinned?.ns.name} namespace of ${pinned?.source}`
+    break
+  }
+
+  case 'execve': {
+    what = `cannot run ${file}`
+    break
+  }
+
+  case 'setresuid': {
+    what = `cannot switch to uid ${options.uid}`
+    break
+  }
+
+  case 'setresgid': {
+    what = `cannot switch to gid ${options.gid}`
+    break
+  }
+
+  case 'setgroups': {
+    what = 'cannot set the supplementary groups'
+    break
+  }
+
+  case 'chdir': {
+    what = `cannot change directory to ${options.cwd}`
+    break
+  }
+
+  case 'setsid': {
+    what = 'cannot start a new session'
+    break
+  }
+
+  case 'prctl(PR_SET_NO_NEW_PRIVS)':
+  case 'seccomp': {
+    what = error.code === 'ENOSYS' ? 'cannot deny io_uring: no seccomp filter for this architecture or kernel' : 'cannot deny io_uring (seccomp filter)'
+    break
+  }
+
+  default: {
+    what = 'cannot prepare the child process'
+  }
+  }
+
+  return new SpawnJoinedError(`${what}: ${strerror} (${error.syscall})`, error.syscall, error.code)
+}
+
 /**
  * Start `file` with `args` inside the given namespaces, optionally as uid/gid. The join and
  * credential switch happen in the forked child, never in this (multithreaded) process.
@@ -330,55 +394,18 @@ export function spawnJoined(file: string, args: readonly string[], options: Spaw
       argv: [file, ...args],
       candidates: execCandidates(file, env.PATH),
       cwd: options.cwd,
+      denyIoUring: options.denyIoUring,
       env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
       gid: options.gid,
       groups: options.groups,
       joins: options.namespaces.map(p => ({fd: p.fd, flag: p.ns.flag})),
+      newSession: options.newSession,
       stdio: options.stdio ?? [0, 1, 2],
       uid: options.uid,
     })
   } catch (error) {
     if (!isNativeError(error)) throw error
-    const strerror = error.message.replace(/^[^:]*: /, '')
-    const pinned = error.index === undefined || error.index < 0 ? undefined : options.namespaces[error.index]
-    let what: string
-    switch (error.syscall) {
-    case 'setns': {
-      what = `cannot join the ${pinned?.ns.name} namespace of ${pinned?.source}`
-      break
-    }
-
-    case 'execve': {
-      what = `cannot run ${file}`
-      break
-    }
-
-    case 'setresuid': {
-      what = `cannot switch to uid ${options.uid}`
-      break
-    }
-
-    case 'setresgid': {
-      what = `cannot switch to gid ${options.gid}`
-      break
-    }
-
-    case 'setgroups': {
-      what = 'cannot set the supplementary groups'
-      break
-    }
-
-    case 'chdir': {
-      what = `cannot change directory to ${options.cwd}`
-      break
-    }
-
-    default: {
-      what = 'cannot prepare the child process'
-    }
-    }
-
-    throw new SpawnJoinedError(`${what}: ${strerror} (${error.syscall})`, error.syscall, error.code)
+    throw spawnFailure(error, file, options)
   }
 }
 
