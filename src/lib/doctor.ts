@@ -15,6 +15,7 @@ import {
   FoundCriu, hwBreakpointsWork, MIN_CRIU, readCriuVersion, runCriu, versionAtLeast, wayOut,
 } from './criu.js'
 import {CriuPluginError} from './errors.js'
+import {IoUringPolicy, readIoUringPolicy} from './undumpable.js'
 
 /** What every check may look at; gathered once, CRIU's answers memoised. */
 export interface DoctorContext {
@@ -27,6 +28,8 @@ export interface DoctorContext {
   /** Why CRIU was not found or its version not read. */
   findError?: string
   found?: FoundCriu
+  /** kernel.io_uring_disabled: whether programs started now can make rings CRIU cannot dump. */
+  ioUring: IoUringPolicy
   kernel: string
   root: boolean
   version?: CriuVersion
@@ -132,6 +135,13 @@ export const DOCTOR_CHECKS: DoctorCheck[] = [
     return {blocking: false, feature: 'networkLockIptables', label: 'network lock: iptables', ok: path !== undefined, says: path ? `--network-lock iptables (CRIU's default) runs ${path}` : '--network-lock iptables (CRIU\'s default) fails: no iptables-restore; pass --network-lock skip or nftables', value: yesNo(path !== undefined)}
   },
   criuFeature('networkLockNftables', 'network_lock_nftables', 'network lock: nftables', '--network-lock nftables'),
+  ctx => ({
+    blocking: false,
+    label: 'io_uring',
+    ok: ctx.ioUring.ringsPossible === undefined ? null : !ctx.ioUring.ringsPossible,
+    says: ctx.ioUring.summary,
+    value: ctx.ioUring.value === undefined ? 'no setting' : `io_uring_disabled=${ctx.ioUring.value}`,
+  }),
 ]
 
 export interface DoctorReport {
@@ -206,6 +216,7 @@ export async function runDoctor(options: {criuPath?: string; env?: NodeJS.Proces
     breakpoints: () => hwBreakpointsWork(options.probe),
     capabilities,
     feature: async () => false,
+    ioUring: readIoUringPolicy(),
     kernel: release(),
     root: process.geteuid?.() === 0 && hasCapability(capabilities, capabilityByName('CAP_SYS_ADMIN') as CapabilityNeed),
     which: command => which(command, env),

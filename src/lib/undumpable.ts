@@ -279,7 +279,7 @@ export interface IoUringPolicy {
  * What the text of /proc/sys/kernel/io_uring_disabled (undefined: the file is missing) means
  * for checkpointing. Pure.
  */
-export function ioUringPolicy(sysctlText: string | undefined): IoUringPolicy {
+export function ioUringPolicy(sysctlText?: string): IoUringPolicy {
   const advice = 'programs started now may make io_uring rings (libuv in Node.js 22 and newer does at start-up), which CRIU cannot checkpoint: start them with the plugin\'s launch command, or set it to 2 before they start'
   if (sysctlText === undefined) {
     return {ringsPossible: true, summary: `kernel.io_uring_disabled: not present (kernel before 6.6); ${advice.replace(', or set it to 2 before they start', '')}`, value: undefined}

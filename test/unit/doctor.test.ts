@@ -2,6 +2,7 @@ import {expect} from 'chai'
 
 import {parseCriuVersion} from '../../src/lib/criu.js'
 import {buildReport, DOCTOR_CHECKS, DoctorContext, DoctorRow} from '../../src/lib/doctor.js'
+import {ioUringPolicy} from '../../src/lib/undumpable.js'
 
 /** Root on these VMs: every capability but CAP_SYS_RESOURCE. */
 const VM_ROOT = 0x1_FF_FE_FF_FF_FFn
@@ -13,6 +14,7 @@ function facts(over: Partial<DoctorContext> = {}): DoctorContext {
     check: {ok: true},
     feature: async name => name !== 'mem_dirty_track',
     found: {path: '/opt/criu/bin/criu', source: 'CRIU_PATH'},
+    ioUring: ioUringPolicy('0\n'),
     kernel: '6.18.44',
     root: true,
     version: parseCriuVersion('Version: 4.2.1\n'),
@@ -55,6 +57,19 @@ describe('the doctor\'s report (pure, from the facts)', () => {
     const noChroot = await report(facts({capabilities: VM_ROOT & ~(1n << 18n)}))
     expect(noChroot.usable).to.equal(false)
     expect(noChroot.reasons[0]).to.match(/^capabilities: .*CAP_SYS_CHROOT: restore/)
+  })
+
+  it('reports kernel.io_uring_disabled and what it means for checkpointing, without making CRIU unusable', async () => {
+    const open = await report(facts())
+    const row = open.checks.find(c => c.label === 'io_uring')!
+    expect(row).to.include({ok: false, value: 'io_uring_disabled=0'})
+    expect(row.says).to.include('CRIU cannot checkpoint')
+    expect(row.says).to.include('launch')
+    expect(open.usable).to.equal(true)
+    const closed = (await report(facts({ioUring: ioUringPolicy('2\n')}))).checks.find(c => c.label === 'io_uring')!
+    expect(closed).to.include({ok: true, value: 'io_uring_disabled=2'})
+    const old = (await report(facts({ioUring: ioUringPolicy()}))).checks.find(c => c.label === 'io_uring')!
+    expect(old.value).to.equal('no setting')
   })
 
   it('names the CRIU_FAULT=130 work-around only for a CRIU older than 4.2 where breakpoints do not work', async () => {
