@@ -5,6 +5,7 @@
 import {closeSync, openSync, readSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {commandLine} from './cli-names.js'
 import {RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 
@@ -30,7 +31,7 @@ export function checkImagesDir(dir: string, flag = '--images-dir'): void {
   try {
     st = statSync(dir)
   } catch {
-    throw new RefusedError(`${flag} ${quote(dir)}: no such folder`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
+    throw new RefusedError(`${flag} ${quote(dir)}: no such folder`, `give the folder \`criu dump -D\` (or \`${commandLine('checkpoint', '-D')}\`) wrote`)
   }
 
   if (!st.isDirectory()) throw new RefusedError(`${flag} ${quote(dir)}: not a folder`)
@@ -39,7 +40,7 @@ export function checkImagesDir(dir: string, flag = '--images-dir'): void {
   try {
     fd = openSync(inventory, 'r')
   } catch {
-    throw new RefusedError(`${flag} ${quote(dir)}: not a CRIU checkpoint (it has no inventory.img)`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
+    throw new RefusedError(`${flag} ${quote(dir)}: not a CRIU checkpoint (it has no inventory.img)`, `give the folder \`criu dump -D\` (or \`${commandLine('checkpoint', '-D')}\`) wrote`)
   }
 
   const head = new Uint8Array(8)

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../../lib/base-command.js'
+import {commandLine} from '../../lib/cli-names.js'
 import {ExecFailure, runExec} from '../../lib/exec.js'
 import {joinNs} from '../../lib/flags.js'
 
@@ -22,12 +23,12 @@ export default class NsExec extends CriuCommand {
   }
   static override strict = false
   static override summary = 'Run a command inside joined namespaces.'
-  static override usage = 'ns exec -J NS:PID|NS_FILE[:UID[:GID]]... [--uid N] [--gid N] -- COMMAND [ARG...]'
+  static override usage = '<%= command.id %> -J NS:PID|NS_FILE[:UID[:GID]]... [--uid N] [--gid N] -- COMMAND [ARG...]'
 
   public async run(): Promise<void> {
     const {argv, flags} = await this.parse(NsExec)
     const [command, ...args] = argv as string[]
-    if (!command) this.error('give the command to run after --, e.g. ns exec -J net:1234 -- ip addr', {exit: 2})
+    if (!command) this.error(`give the command to run after --, e.g. ${commandLine(this.id ?? 'ns:exec', '-J net:1234 -- ip addr')}`, {exit: 2})
     let status: number
     try {
       status = await runExec({args, command, gid: flags.gid, joinNs: flags['join-ns'], uid: flags.uid})
