@@ -1,6 +1,6 @@
 /**
- * Refuse conflicting namespace options before the command runs. Runs for every command of
- * the host CLI: it returns at once for commands that are not ours. Loads no native code.
+ * The prerun hook's work for the plugin's own commands (src/hooks/prerun.ts decides which):
+ * refuse conflicting namespace options before the command runs. Loads no native code.
  */
 import {Flags, Hook, Parser} from '@oclif/core'
 
@@ -8,9 +8,11 @@ import {findProblems} from '../lib/checks.js'
 import {EXIT_REFUSED} from '../lib/errors.js'
 import {userFacingMessage} from '../lib/flags.js'
 
-const hook: Hook.Prerun = async function ({argv, Command}) {
-  const checks = (Command as {criuJoinChecks?: unknown}).criuJoinChecks
-  if (checks !== 'criu' && checks !== 'plain') return
+export async function checkJoinOptions(
+  this: Hook.Context,
+  {argv, Command}: Parameters<Hook.Prerun>[0],
+  checks: 'criu' | 'plain',
+): Promise<void> {
   let flags: Record<string, unknown>
   try {
     ({flags} = await Parser.parse(argv, {
@@ -34,5 +36,3 @@ const hook: Hook.Prerun = async function ({argv, Command}) {
   const errors = problems.filter(p => p.severity === 'error')
   if (errors.length > 0) this.error(errors.map(p => p.message).join('\n'), {exit: EXIT_REFUSED})
 }
-
-export default hook
