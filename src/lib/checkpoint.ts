@@ -1,8 +1,7 @@
 /**
  * Checkpoint a process tree with CRIU, ready for a later `restore -J`. Usable without oclif.
  */
-import {mkdirSync, mkdtempSync, readdirSync, rmSync, statSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdirSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
 import {hasAdminCapability} from './capabilities.js'
@@ -13,6 +12,7 @@ import {quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
 import {isRunning} from './proc.js'
+import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir, WorkDir} from './work-dir.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -49,7 +49,8 @@ export interface CheckpointResult {
   external: ExternalNamespace[]
   imagesDir: string
   leftRunning: boolean
-  logFile: string
+  /** Absent when it was in the temporary work folder, which a checkpoint that succeeded removes. */
+  logFile?: string
   pid: number
 }
 
@@ -123,7 +124,8 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   const criu = findCriu(request.criuPath)
   const version = await criuVersion(criu)
   const created = prepareImagesDir(request.imagesDir, request.force, request.dryRun)
-  const workDir = request.workDir ? resolve(request.workDir) : (request.dryRun ? join(tmpdir(), 'mycli-checkpoint-XXXXXX') : mkdtempSync(join(tmpdir(), 'mycli-checkpoint-')))
+  const work: WorkDir = request.dryRun ? {path: plannedWorkDir('checkpoint', request.workDir), temporary: false} : makeWorkDir('checkpoint', request.workDir)
+  const workDir = work.path
   const logFile = join(workDir, 'dump.log')
   const argv = planCheckpoint(request, {external, logFile, workDir})
   const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
@@ -148,10 +150,12 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
     if (run.stopped) throw run.stopped
     if (exit.code !== 0) throw criuFailure('dump', logFile, exit)
 
-    return {...result, durationMs: Date.now() - started}
+    removeWorkDir(work)
+    return {...result, durationMs: Date.now() - started, logFile: work.temporary ? undefined : logFile}
   } catch (error) {
     // An incomplete checkpoint must not pass for one: remove the folder we made for it.
     if (created) rmSync(request.imagesDir, {force: true, recursive: true})
+    keepWorkDirFor(error, work, logFile)
     throw error
   } finally {
     release()
