@@ -444,13 +444,13 @@ Napi::Value WaitPid(const Napi::CallbackInfo& info) {
 
 #if defined(__x86_64__)
 __attribute__((noinline)) void ProbeTarget() { asm volatile("" ::: "memory"); }
-#endif
 
 double NowMs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
+#endif
 
 // probeHwBreakpoints(boundMs) -> {works: boolean|null, detail}. A traced child stops itself;
 // we set an execute breakpoint on ProbeTarget in DR0/DR7 and let it run into it. A VM that

@@ -21,7 +21,11 @@ if [[ ! -x "$node" ]]; then
   echo "fetch-node: installing node-linux-$arch@$major into $dest" >&2
   mkdir -p "$dest"
   # --ignore-scripts: the package is a plain binary; nothing of it needs to run at install.
-  npm install --prefix "$dest" --no-save --no-audit --no-fund --no-package-lock --ignore-scripts \
+  # npm refuses a package for another CPU (EBADPLATFORM) unless forced; the arm64 build runs
+  # here under qemu-user (scripts/build-arm64.sh, test/native/arm64.test.ts).
+  foreign=()
+  [[ "$arch" == "$(node -p process.arch)" ]] || foreign=(--force)
+  npm install --prefix "$dest" --no-save --no-audit --no-fund --no-package-lock --ignore-scripts "${foreign[@]}" \
     "node-linux-$arch@$major" >&2
 fi
 [[ -x "$node" ]] || { echo "fetch-node: node-linux-$arch@$major did not contain bin/node" >&2; exit 1; }

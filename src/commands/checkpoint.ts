@@ -36,6 +36,8 @@ export default class Checkpoint extends CriuCommand {
     verbose: Flags.integer({char: 'v', default: 4, helpGroup: 'CRIU', max: 4, min: 0, summary: 'CRIU log level, 0-4 (CRIU -v).'}),
     'work-dir': Flags.directory({char: 'W', summary: 'Folder for CRIU\'s log (default: a new temporary folder).'}),
   }
+  // Short enough for one line at 80 columns; the flags are listed below it.
+  static override usage = '<%= command.id %> PID -D DIR [FLAGS]'
   static override summary = 'Checkpoint a process tree with CRIU.'
 
   public async run() {

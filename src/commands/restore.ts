@@ -2,7 +2,9 @@ import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
-import {emptyNs, joinNs} from '../lib/flags.js'
+import {
+  emptyNs, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNs,
+} from '../lib/flags.js'
 import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
@@ -49,7 +51,14 @@ export default class Restore extends CriuCommand {
       required: true,
       summary: 'Folder with the checkpoint images (must contain inventory.img).',
     }),
-    'join-ns': joinNs(),
+    'join-ns': joinNs({
+      description: [
+        JOIN_NS_TARGETS_HELP,
+        'Only user takes UID and GID: the credentials CRIU switches to after joining it (CRIU\'s own NS:TARGET,UID,GID form is accepted too).',
+        joinableTypesHelp(true),
+      ].join('\n\n'),
+      summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
+    }),
     'log-file': Flags.file({
       char: 'o',
       helpGroup: 'CRIU',
@@ -87,6 +96,8 @@ export default class Restore extends CriuCommand {
       summary: 'Folder for CRIU\'s log, pidfile and stats (default: a new temporary folder).',
     }),
   }
+  // Short enough for one line at 80 columns; the flags are listed below it.
+  static override usage = '<%= command.id %> -D DIR [-J NS:PID|NS_FILE[:UID[:GID]]]... [FLAGS]'
   static override summary = 'Restore a CRIU checkpoint into existing namespaces.'
 
   public async run() {

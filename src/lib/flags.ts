@@ -10,19 +10,27 @@ import {
   JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, parseNamespaceList,
 } from './namespaces.js'
 
-function joinableHelp(): string {
-  return JOINABLE.map(d => `  ${d.name.padEnd(5)} ${d.note ?? ''}`.trimEnd()).join('\n')
+/**
+ * The -J help both commands share: the target forms. What a join means (CRIU joins for the
+ * restored tree, `ns exec` for one command) is each command's to say.
+ */
+export const JOIN_NS_TARGETS_HELP = 'Repeat the flag for each namespace. TARGET is a PID (its /proc/PID/ns/NS is used) or a namespace file such as /proc/PID/ns/net or /run/netns/NAME; relative paths resolve against the current directory. For user, the first ":" or "," ends the target (a user-namespace file whose path contains one must be given through a symlink); other types take everything after the first ":" as the target.'
+
+/** The joinable types, one line each (oclif's help keeps lines), with the table's notes if asked. */
+export function joinableTypesHelp(withNotes: boolean): string {
+  const lines = JOINABLE.map(d => `- ${d.name}${withNotes && d.note ? ` (${d.note})` : ''}`)
+  return `Joinable types:\n${lines.join('\n')}\n\nNot joinable: ${NAMESPACES.filter(d => !d.joinable).map(d => d.name).join(', ')}.`
 }
 
-/** `-J/--join-ns NS:PID|NS_FILE[:UID[:GID]]`, repeatable; each value parsed to a JoinNsSpec. */
+/** e.g. "-J net:1234, -J uts:/run/netns/blue, -J user:1234:1000:1000", for summaries. */
+export const JOIN_NS_EXAMPLE_FLAGS = JOIN_NS_EXAMPLES.map(e => `-J ${e}`).join(', ')
+
+/**
+ * `-J/--join-ns NS:PID|NS_FILE[:UID[:GID]]`, repeatable; each value parsed to a JoinNsSpec.
+ * The command gives the summary and description.
+ */
 export const joinNs = Flags.custom<JoinNsSpec>({
   char: 'J',
-  description: [
-    'Repeat the flag for each namespace. TARGET is a PID (its /proc/PID/ns/NS is used) or a namespace file such as /proc/PID/ns/net or /run/netns/NAME; relative paths resolve against the current directory.',
-    'Only user takes UID and GID: the credentials CRIU switches to after joining it (CRIU\'s own NS:TARGET,UID,GID form is accepted too). For user, the first ":" or "," ends the target; a user-namespace file whose path contains one must be given through a symlink. Other types take everything after the first ":" as the target.',
-    `Joinable types: ${joinableHelp()}.`,
-    `Not joinable: ${NAMESPACES.filter(d => !d.joinable).map(d => d.name).join(', ')}.`,
-  ].join('\n\n'),
   helpGroup: 'NAMESPACE',
   helpValue: JOIN_NS_GRAMMAR,
   multiple: true,
@@ -30,7 +38,6 @@ export const joinNs = Flags.custom<JoinNsSpec>({
   async parse(input) {
     return parseJoinNs(input, process.cwd())
   },
-  summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLES.map(e => `-J ${e}`).join(', ')}).`,
 })
 
 const EMPTYABLE = NAMESPACES.filter(d => d.emptyable)

@@ -35,6 +35,35 @@ const root = protobuf.Root.fromJSON({
         threads: {id: 5, rule: 'repeated', type: 'uint32'},
       },
     },
+    // images/stats.proto: what CRIU measured (times in microseconds), written to the work dir
+    // as stats-dump / stats-restore.
+    StatsEntry: {
+      fields: {
+        dump: {id: 1, type: 'DumpStatsEntry'},
+        restore: {id: 2, type: 'RestoreStatsEntry'},
+      },
+    },
+    DumpStatsEntry: {
+      fields: {
+        freezingTime: {id: 1, rule: 'required', type: 'uint32'},
+        frozenTime: {id: 2, rule: 'required', type: 'uint32'},
+        memdumpTime: {id: 3, rule: 'required', type: 'uint32'},
+        memwriteTime: {id: 4, rule: 'required', type: 'uint32'},
+        pagesLazy: {id: 9, rule: 'required', type: 'uint64'},
+        pagesScanned: {id: 5, rule: 'required', type: 'uint64'},
+        pagesSkippedParent: {id: 6, rule: 'required', type: 'uint64'},
+        pagesWritten: {id: 7, rule: 'required', type: 'uint64'},
+      },
+    },
+    RestoreStatsEntry: {
+      fields: {
+        forkingTime: {id: 3, rule: 'required', type: 'uint32'},
+        pagesCompared: {id: 1, rule: 'required', type: 'uint64'},
+        pagesRestored: {id: 5, type: 'uint64'},
+        pagesSkippedCow: {id: 2, rule: 'required', type: 'uint64'},
+        restoreTime: {id: 4, rule: 'required', type: 'uint32'},
+      },
+    },
     TaskKobjIdsEntry: {
       fields: {
         cgroupNsId: {id: 11, type: 'uint32'},
@@ -99,11 +128,36 @@ export interface NetDeviceEntry {
 /** images/netdev.proto nd_type */
 export const ND_TYPE = {BRIDGE: 6, EXTLINK: 4, LOOPBACK: 1, MACVLAN: 7, SIT: 8, TUN: 3, VENET: 5, VETH: 2} as const
 
+export interface DumpStatsEntry {
+  freezingTime: number
+  frozenTime: number
+  memdumpTime: number
+  memwriteTime: number
+  pagesLazy: number
+  pagesScanned: number
+  pagesSkippedParent: number
+  pagesWritten: number
+}
+
+export interface RestoreStatsEntry {
+  forkingTime: number
+  pagesCompared: number
+  pagesRestored?: number
+  pagesSkippedCow: number
+  restoreTime: number
+}
+
+export interface StatsEntry {
+  dump?: DumpStatsEntry
+  restore?: RestoreStatsEntry
+}
+
 export const MESSAGES = {
   ids: root.lookupType('TaskKobjIdsEntry'),
   inventory: root.lookupType('InventoryEntry'),
   netdev: root.lookupType('NetDeviceEntry'),
   netns: root.lookupType('NetnsEntry'),
   pstree: root.lookupType('PstreeEntry'),
+  stats: root.lookupType('StatsEntry'),
   utsns: root.lookupType('UtsnsEntry'),
 }

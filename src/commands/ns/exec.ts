@@ -3,7 +3,9 @@ import {Flags} from '@oclif/core'
 import {CriuCommand} from '../../lib/base-command.js'
 import {commandLine} from '../../lib/cli-names.js'
 import {ExecFailure, runExec} from '../../lib/exec.js'
-import {joinNs} from '../../lib/flags.js'
+import {
+  JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNs,
+} from '../../lib/flags.js'
 
 export default class NsExec extends CriuCommand {
   static override criuJoinChecks = 'plain' as const
@@ -18,12 +20,22 @@ export default class NsExec extends CriuCommand {
   ]
   static override flags = {
     gid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this GID (default: the user join\'s GID option, else unchanged).'}),
-    'join-ns': joinNs({required: true}),
+    'join-ns': joinNs({
+      description: [
+        JOIN_NS_TARGETS_HELP,
+        'Only user takes UID and GID: the IDs the command runs as inside that user namespace (--uid and --gid take precedence). The form NS:TARGET,UID,GID is accepted too.',
+        joinableTypesHelp(false),
+      ].join('\n\n'),
+      required: true,
+      summary: `A namespace to run the command in (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
+    }),
     uid: Flags.integer({max: 4_294_967_294, min: 0, summary: 'Switch to this UID (default: the user join\'s UID option, else unchanged).'}),
   }
   static override strict = false
   static override summary = 'Run a command inside joined namespaces.'
-  static override usage = '<%= command.id %> -J NS:PID|NS_FILE[:UID[:GID]]... [--uid N] [--gid N] -- COMMAND [ARG...]'
+  // oclif puts the host's bin and this command's id in front; no spaces inside an option, so
+  // that a long line breaks between options.
+  static override usage = '<%= command.id %> -J NS:TARGET... [--uid=N] [--gid=N] -- CMD [ARG...]'
 
   public async run(): Promise<void> {
     const {argv, flags} = await this.parse(NsExec)
