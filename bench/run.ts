@@ -8,6 +8,7 @@
  *   3. large restore (1 GiB touched): mycli restore / criu restore
  *   4. host CLI --help with the plugin installed vs without it
  *   5. validation: parse, pin and check 1, 8, 64 -J targets (library level)
+ *   6. a host CLI's own command with the plugin installed vs without (bench/host-cost.ts)
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
@@ -19,6 +20,7 @@ import {parseJoinNs} from '../src/lib/join-ns.js'
 import {namespaceByName} from '../src/lib/namespaces.js'
 import {PinnedNamespace, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
 import {runRestore} from '../src/lib/restore.js'
+import {benchHostCost} from './host-cost.js'
 
 const REPO = join(__dirname, '..', '..')
 const BIN = join(REPO, 'bin', 'run.js')
@@ -251,6 +253,7 @@ async function main(): Promise<void> {
   await benchLargeRestore(criuPath)
   benchStartup()
   benchValidation()
+  benchHostCost(report, QUICK, '6. ')
 }
 
 main().catch(error => {
