@@ -40,7 +40,7 @@ function nodeFor(host: HostCli): string {
 /** The host CLI with its own data, cache, config and temp folders, as a fresh user would have. */
 function hostRunner(host: HostCli, node: string, home: string, tmp: string): Run {
   const prefix = host.bin.toUpperCase()
-  const env = {
+  const env: NodeJS.ProcessEnv = {
     ...process.env,
     CRIU_PATH: criuPath(),
     [`${prefix}_CACHE_DIR`]: join(home, 'cache'),
@@ -49,6 +49,9 @@ function hostRunner(host: HostCli, node: string, home: string, tmp: string): Run
     PATH: `${dirname(node)}:${process.env.PATH}`,
     TMPDIR: tmp,
   }
+  // Not under nyc's preload (NODE_OPTIONS): the host is not what is measured, and npm 11 run by
+  // plugin-plugins 7 on Node 24 fails with it (exit 254).
+  delete env.NODE_OPTIONS
   return (args, extra = {}) => {
     const r = spawnSync(node, [join(host.dir, 'bin', 'run.js'), ...args], {encoding: 'utf8', env: {...env, ...extra}, timeout: 300_000})
     return {code: r.status, stderr: r.stderr, stdout: r.stdout}
@@ -187,7 +190,7 @@ describe('the plugin in host CLIs', function () {
       it('help and usage lines speak in the host\'s names', () => {
         const help = run([...commandArgv(host, 'ns exec'), '--help'])
         expect(help.code, help.stderr).to.equal(0)
-        expect(help.stdout).to.include(`$ ${host.bin} ${commandId(host, 'ns exec')} -J NS:PID|NS_FILE`)
+        expect(help.stdout).to.include(`$ ${host.bin} ${commandId(host, 'ns exec')} -J NS:TARGET`)
         expect(help.stdout).to.include(`$ ${host.bin} ${commandId(host, 'ns exec')} -J net:1234 -J uts:1234 -- ip addr`)
         expect(help.stdout).not.to.match(host.bin === 'mycli' ? /ns:exec/ : /mycli|ns exec -J/)
         expect(help.stderr).to.equal('')
@@ -274,7 +277,8 @@ describe('the plugin in host CLIs', function () {
         const left = ours()
         expect(left).to.have.length(1)
         expect(left[0]).to.match(/^oclif-plugin-criu-restore-\w{6}$/)
-        expect(flat(again.stderr)).to.include(`Log: ${join(tmp, left[0], 'restore.log')}`)
+        // (oclif breaks a path longer than the terminal inside it: read it without the breaks.)
+        expect(again.stderr.replaceAll(/[\s›]/g, '')).to.include(`Log:${join(tmp, left[0], 'restore.log')}`)
         expect(again.stderr).not.to.include('EEXIT')
         killPid(out.pid)
       })
