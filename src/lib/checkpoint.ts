@@ -56,7 +56,7 @@ export interface CheckpointResult {
 
 /** The key a namespace left out of the images is known by; restore reads it back from the images. */
 export function externalKey(type: string, inode: number): string {
-  return `mycli-${type}-${inode}`
+  return `oclif-plugin-criu-${type}-${inode}`
 }
 
 /** The exact CRIU command line. Pure. */
