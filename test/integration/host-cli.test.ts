@@ -49,8 +49,7 @@ function hostRunner(host: HostCli, node: string, home: string, tmp: string): Run
     PATH: `${dirname(node)}:${process.env.PATH}`,
     TMPDIR: tmp,
   }
-  // Not under nyc's preload (NODE_OPTIONS): the host is not what is measured, and npm 11 run by
-  // plugin-plugins 7 on Node 24 fails with it (exit 254).
+  // Not under nyc's preload (NODE_OPTIONS): the host CLI is not what the coverage measures.
   delete env.NODE_OPTIONS
   return (args, extra = {}) => {
     const r = spawnSync(node, [join(host.dir, 'bin', 'run.js'), ...args], {encoding: 'utf8', env: {...env, ...extra}, timeout: 300_000})
@@ -99,6 +98,7 @@ function loaded(r: {stderr: string}): string[] {
 }
 
 let tarball: string
+let packDir: string
 
 describe('the plugin in host CLIs', function () {
   this.timeout(600_000)
@@ -106,12 +106,16 @@ describe('the plugin in host CLIs', function () {
   before(() => {
     requireRoot()
     // The tarball users get: prebuilt native module inside, no build on install.
-    const out = tempDir('pack-')
-    execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', out], {cwd: REPO, stdio: 'ignore'})
-    tarball = join(out, readdirSync(out).find(f => f.endsWith('.tgz'))!)
+    // Not tempDir(): the tarball must outlive each test's cleanup().
+    packDir = mkdtempSync(join(tmpdir(), 'pack-'))
+    execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', packDir], {cwd: REPO, stdio: 'ignore'})
+    tarball = join(packDir, readdirSync(packDir).find(f => f.endsWith('.tgz'))!)
   })
 
-  after(cleanup)
+  after(async () => {
+    await cleanup()
+    rmSync(packDir, {force: true, recursive: true})
+  })
 
   it('the tarball ships the prebuilt module and the manifest, not the sources; no install script', () => {
     const list = execFileSync('tar', ['-tzf', tarball], {encoding: 'utf8'}).split('\n')
