@@ -11,6 +11,7 @@
  *   6. integrity: restore of a 1 GiB checkpoint with its manifest, verified vs --no-verify-images
  *   7. integrity: restore of a small plain checkpoint, structure-checked vs --no-verify-images
  *   8. judging CRIU before the work: cached answer vs a cold cache (criu --version + criu check)
+ *   9. a host CLI's own command with the plugin installed vs without (bench/host-cost.ts)
  *
  * `--only=6,7` runs only those figures.
  */
@@ -27,6 +28,7 @@ import {digestFile, writeManifest} from '../src/lib/manifest.js'
 import {namespaceByName} from '../src/lib/namespaces.js'
 import {PinnedNamespace, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
 import {runRestore} from '../src/lib/restore.js'
+import {benchHostCost} from './host-cost.js'
 
 const REPO = join(__dirname, '..', '..')
 const BIN = join(REPO, 'bin', 'run.js')
@@ -361,6 +363,7 @@ async function main(): Promise<void> {
   if (wanted(6)) await benchIntegrityLarge(criuPath)
   if (wanted(7)) await benchIntegritySmall(criuPath)
   if (wanted(8)) await benchJudge(criuPath)
+  if (wanted(9)) benchHostCost(report, QUICK, '9. ')
 }
 
 main().catch(error => {

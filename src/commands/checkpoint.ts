@@ -76,7 +76,7 @@ export default class Checkpoint extends CriuCommand {
     this.log(`Checkpointed process ${result.pid} into ${result.imagesDir} (CRIU ${result.criuVersion}, ${result.durationMs} ms)${result.leftRunning ? '; it runs on' : ''}`)
     for (const e of result.external) this.log(`  ${e.type} namespace (inode ${e.inode}) left out as ${e.key}: restore with -J ${e.type}:TARGET`)
     this.log(`  manifest: ${result.manifest} (${result.manifestFiles} files, xxh64)`)
-    this.log(`  log: ${result.logFile}`)
+    if (result.logFile) this.log(`  log: ${result.logFile}`)
     return result
   }
 }

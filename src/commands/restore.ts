@@ -167,9 +167,9 @@ export default class Restore extends CriuCommand {
     })
     if (request.detached) {
       this.report(result.pid, result.namespaces, container)
-      this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms; log: ${result.logFile}`)
+      this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms${result.logFile ? `; log: ${result.logFile}` : ''}`)
     } else {
-      this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status); log: ${result.logFile}`)
+      this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status)${result.logFile ? `; log: ${result.logFile}` : ''}`)
     }
 
     return {...result, ...withContainer(container)}

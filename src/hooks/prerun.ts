@@ -1,38 +1,15 @@
 /**
- * Refuse conflicting namespace options before the command runs. Runs for every command of
- * the host CLI: it returns at once for commands that are not ours. Loads no native code.
+ * Runs before every command of the host CLI, the host's own included: it must cost those nearly
+ * nothing. So this file imports nothing at run time; it tells "not ours" by the marker our
+ * commands carry and only then loads the checks (and the plugin's @oclif/core with them).
  */
-import {Flags, Hook, Parser} from '@oclif/core'
+import type {Hook} from '@oclif/core'
 
-import {findProblems} from '../lib/checks.js'
-import {EXIT_REFUSED} from '../lib/errors.js'
-import {userFacingMessage} from '../lib/flags.js'
-
-const hook: Hook.Prerun = async function ({argv, Command}) {
-  const checks = (Command as {criuJoinChecks?: unknown}).criuJoinChecks
+const hook: Hook.Prerun = async function (options) {
+  const checks = (options.Command as {criuJoinChecks?: unknown}).criuJoinChecks
   if (checks !== 'criu' && checks !== 'plain') return
-  let flags: Record<string, unknown>
-  try {
-    ({flags} = await Parser.parse(argv, {
-      args: Command.args,
-      flags: {...Command.baseFlags, ...Command.flags, ...(Command.enableJsonFlag ? {json: Flags.boolean()} : {})},
-      strict: Command.strict,
-    }))
-  } catch (error) {
-    const message = userFacingMessage(error)
-    if (message) this.error(message, {exit: EXIT_REFUSED})
-    return // other parse errors are the command's to report, in oclif's words
-  }
-
-  const problems = findProblems({
-    allowUserNs: flags['allow-user-ns'] as boolean | undefined,
-    emptyNs: flags['empty-ns'] as never,
-    forCriu: checks === 'criu',
-    joinNs: flags['join-ns'] as never,
-  })
-  for (const p of problems) if (p.severity === 'warning') this.warn(p.message)
-  const errors = problems.filter(p => p.severity === 'error')
-  if (errors.length > 0) this.error(errors.map(p => p.message).join('\n'), {exit: EXIT_REFUSED})
+  const {checkJoinOptions} = await import('../lib/prerun-checks.js')
+  await checkJoinOptions.call(this, options, checks)
 }
 
 export default hook

@@ -1,11 +1,13 @@
 /**
- * What the plugin's commands share: the marker the prerun hook looks for, and turning the
- * plugin's errors into one message with the documented exit code (never a stack trace).
+ * What the plugin's commands share: the marker the prerun hook looks for, turning the
+ * plugin's errors into one message with the documented exit code (never a stack trace), exiting
+ * in a way every host CLI understands, and the host's own names for the plugin's commands.
  */
-import {Command, ux} from '@oclif/core'
+import {Command, Errors, ux} from '@oclif/core'
 
 import type {CriuIO} from './criu-run.js'
 
+import {useCliNames} from './cli-names.js'
 import {CriuPluginError, EXIT_REFUSED} from './errors.js'
 import {userFacingMessage} from './flags.js'
 
@@ -15,6 +17,23 @@ export abstract class CriuCommand extends Command {
    * CRIU does the joining (its limits apply), 'plain' when the plugin joins by itself.
    */
   static readonly criuJoinChecks: 'criu' | 'plain' = 'criu'
+
+  /**
+   * A host CLI recognises oclif's exit error by `instanceof` against its own @oclif/core, and
+   * `plugins install` gives the plugin a copy of its own: the host then prints the exit as
+   * "Error: EEXIT: N". Every host since core 2 also skips, silently, an error marked
+   * skipOclifErrorHandling and exits with its `oclif.exit` (core 4 and 5: errors/handle.js).
+   */
+  override exit(code = 0): never {
+    const exit = new Errors.ExitError(code)
+    exit.skipOclifErrorHandling = true
+    throw exit
+  }
+
+  override async init(): Promise<void> {
+    await super.init()
+    useCliNames({bin: this.config.bin, topicSeparator: this.config.topicSeparator})
+  }
 
   /**
    * How a long CRIU run talks to the terminal: a spinner on a TTY only (quiet in pipes, CI and

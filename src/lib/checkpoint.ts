@@ -1,8 +1,7 @@
 /**
  * Checkpoint a process tree with CRIU, ready for a later `restore -J`. Usable without oclif.
  */
-import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
 import {checkpointCapabilityProblems, criuCapabilities, hasAdminCapability, TreeProcess} from './capabilities.js'
@@ -18,6 +17,7 @@ import {probeHwBreakpoints} from './native.js'
 import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 import {refuseUndumpable} from './undumpable.js'
+import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir, WorkDir} from './work-dir.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -60,7 +60,8 @@ export interface CheckpointResult {
   external: ExternalNamespace[]
   imagesDir: string
   leftRunning: boolean
-  logFile: string
+  /** Absent when it was in the temporary work folder, which a checkpoint that succeeded removes. */
+  logFile?: string
   /** The manifest written into the folder (not on --dry-run). */
   manifest?: string
   manifestFiles?: number
@@ -69,7 +70,7 @@ export interface CheckpointResult {
 
 /** The key a namespace left out of the images is known by; restore reads it back from the images. */
 export function externalKey(type: string, inode: number): string {
-  return `mycli-${type}-${inode}`
+  return `oclif-plugin-criu-${type}-${inode}`
 }
 
 /** name@version of this plugin, recorded in the manifest. */
@@ -181,7 +182,8 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   const version = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
   const criu = found.path
   const created = prepareImagesDir(request, images)
-  const workDir = request.workDir ? resolve(request.workDir) : (request.dryRun ? join(tmpdir(), 'mycli-checkpoint-XXXXXX') : mkdtempSync(join(tmpdir(), 'mycli-checkpoint-')))
+  const work: WorkDir = request.dryRun ? {path: plannedWorkDir('checkpoint', request.workDir), temporary: false} : makeWorkDir('checkpoint', request.workDir)
+  const workDir = work.path
   const logFile = join(workDir, 'dump.log')
   const argv = planCheckpoint(request, {external, logFile, workDir})
   const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
@@ -208,10 +210,18 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
     // Before success is reported, so that every checkpoint we report carries one; the folder was
     // checked by checkOutputPaths, and the manifest is written without following links.
     const manifest = await writeManifest(result.imagesDir, pluginId())
-    return {...result, durationMs: Date.now() - started, manifest: join(result.imagesDir, MANIFEST_FILE), manifestFiles: Object.keys(manifest.files).length}
+    removeWorkDir(work)
+    return {
+      ...result,
+      durationMs: Date.now() - started,
+      logFile: work.temporary ? undefined : logFile,
+      manifest: join(result.imagesDir, MANIFEST_FILE),
+      manifestFiles: Object.keys(manifest.files).length,
+    }
   } catch (error) {
     // An incomplete checkpoint must not pass for one: remove the folder we made for it.
     if (created) rmSync(request.imagesDir, {force: true, recursive: true})
+    keepWorkDirFor(error, work, logFile)
     throw error
   } finally {
     release()

@@ -7,6 +7,7 @@ import {
 } from 'node:fs'
 import {isAbsolute, join, relative, resolve} from 'node:path'
 
+import {commandLine} from './cli-names.js'
 import {RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {
@@ -115,7 +116,7 @@ export function checkImagesDir(dir: string, flag = '--images-dir', options: {all
   try {
     st = statSync(dir)
   } catch {
-    throw new RefusedError(`${flag} ${quote(dir)}: no such folder`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
+    throw new RefusedError(`${flag} ${quote(dir)}: no such folder`, `give the folder \`criu dump -D\` (or \`${commandLine('checkpoint', '-D')}\`) wrote`)
   }
 
   if (!st.isDirectory()) throw new RefusedError(`${flag} ${quote(dir)}: not a folder`)
@@ -135,7 +136,7 @@ export function checkImagesDir(dir: string, flag = '--images-dir', options: {all
   try {
     fd = openSync(inventory, 'r')
   } catch {
-    throw new RefusedError(`${flag} ${quote(dir)}: not a CRIU checkpoint (it has no inventory.img)`, 'give the folder `criu dump -D` (or `mycli checkpoint -D`) wrote')
+    throw new RefusedError(`${flag} ${quote(dir)}: not a CRIU checkpoint (it has no inventory.img)`, `give the folder \`criu dump -D\` (or \`${commandLine('checkpoint', '-D')}\`) wrote`)
   }
 
   const head = new Uint8Array(8)

@@ -3,8 +3,7 @@
  *   planRestore()  pure: the exact CRIU command line for a request and its pinned targets;
  *   runRestore()   effects: check, pin, run CRIU, verify, clean up.
  */
-import {mkdtempSync, readFileSync, statSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {existsSync, readFileSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
 import {criuCapabilities, hasAdminCapability} from './capabilities.js'
@@ -22,6 +21,7 @@ import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChil
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 import {isRunning, processStat} from './proc.js'
 import {checkCriuOutputs} from './trust.js'
+import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir} from './work-dir.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -141,10 +141,12 @@ export interface JoinedNamespace {
 export interface RestoreResult {
   criuVersion: string
   durationMs: number
-  logFile: string
+  /** Absent when it was in the temporary work folder, which a restore that succeeded removes. */
+  logFile?: string
   namespaces: JoinedNamespace[]
   pid: number
-  workDir: string
+  /** The user's --work-dir; absent when a temporary one was used (and removed). */
+  workDir?: string
 }
 
 export interface DryRunResult {
@@ -266,7 +268,7 @@ function plannedJoins(pins: readonly PinnedNamespace[], specs: readonly JoinNsSp
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
   const {criu, images, integrity, pins, version} = await prepare(request)
   try {
-    const workDir = request.workDir ? resolve(request.workDir) : join(tmpdir(), 'mycli-restore-XXXXXX')
+    const workDir = plannedWorkDir('restore', request.workDir)
     const plan = planRestore(request, {
       criu,
       env: diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))),
@@ -403,14 +405,17 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   let release: (() => void) | undefined
   let run: CriuRun | undefined
   let pagesCheck = NO_PAGES_CHECK
+  const work = makeWorkDir('restore', request.workDir)
+  const workDir = work.path
+  let logFile = join(workDir, 'restore.log')
   try {
-    const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
     const plan = planRestore(request, {
       criu,
       externalNetKey: images.externalNetKey,
       joins: plannedJoins(pins, request.joinNs),
       workDir,
     })
+    logFile = plan.logFile
 
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     holdSubreaper()
@@ -423,14 +428,17 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     run = new CriuRun({...plan, ...criuLimits(request)}, env)
     release = supervise(run, request.timeout, io)
 
-    const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => ({
-      criuVersion: version.text,
-      durationMs: Date.now() - started,
-      logFile: plan.logFile,
-      namespaces,
-      pid,
-      workDir,
-    })
+    const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => {
+      removeWorkDir(work)
+      return {
+        criuVersion: version.text,
+        durationMs: Date.now() - started,
+        logFile: existsSync(plan.logFile) ? plan.logFile : undefined,
+        namespaces,
+        pid,
+        workDir: work.temporary ? undefined : workDir,
+      }
+    }
 
     if (!request.detached) {
       const attached = await attachedRestore(run, plan, {images: imagesVerdict, pins}, io)
@@ -458,6 +466,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
       await endHalfRestored(await pidsToRestore(request.imagesDir))
     }
 
+    keepWorkDirFor(error, work, logFile)
     throw error
   } finally {
     pagesCheck.cancel()

@@ -66,7 +66,7 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       const c = mycli(['checkpoint', String(pid), '-D', dir, '--external-ns', 'net', '--network-lock', 'skip', '--json'])
       expect(c.code, c.stderr).to.equal(0)
       const out = JSON.parse(c.stdout)
-      expect(out.external).to.deep.equal([{inode: nsInode(pod.pid, 'net'), key: `mycli-net-${nsInode(pod.pid, 'net')}`, type: 'net'}])
+      expect(out.external).to.deep.equal([{inode: nsInode(pod.pid, 'net'), key: `oclif-plugin-criu-net-${nsInode(pod.pid, 'net')}`, type: 'net'}])
       await reaped(pid)
       // without a net join the restore is refused: the images have no net namespace to restore
       const refused = mycli(['restore', '-D', dir])
@@ -74,7 +74,7 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       expect(flat(refused.stderr)).to.include('the checkpoint left its net namespace out')
       const other = await startHolder(['net'])
       const plan = mycli(['restore', '-D', dir, '-J', `net:${other.pid}`, '--dry-run'])
-      expect(plan.stdout).to.include('--inherit-fd \'fd[3]:mycli-net-')
+      expect(plan.stdout).to.include('--inherit-fd \'fd[3]:oclif-plugin-criu-net-')
       const r = mycli(['restore', '-D', dir, '-J', `net:${other.pid}`])
       expect(r.code, r.stderr).to.equal(0)
       track(pid)

@@ -4,7 +4,7 @@ import {chmodSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {Checkpoint, checkpoint, mycli} from '../support/checkpoint.js'
-import {alive, BIN, cleanup, criuPath, killPid, nsInode, requireRoot, startHolder, tempDir, track, waitFor, flat} from '../support/system.js'
+import {alive, BIN, cleanup, criuPath, flat, keptWorkDir, killPid, nsInode, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
 
 /**
  * Hold the real CRIU at one of its action-script stages (CRIU's own hook points, configured
@@ -74,6 +74,7 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     const r = await run.done
     expect(r.code, r.stderr).to.equal(1)
     expect(flat(r.stderr)).to.include('CRIU restore failed (SIGKILL)')
+    expect(keptWorkDir(r.stderr), 'the failed restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
     expect(gone(ckpt.pid), 'the half-restored task is gone and reaped').to.equal(true)
     // and so the same checkpoint restores now
     const again = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`])
@@ -87,6 +88,7 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     const r = mycli(['restore', '-D', ckpt.dir, '--timeout', '2'], hold.env)
     expect(r.code, r.stderr).to.equal(1)
     expect(flat(r.stderr)).to.include('CRIU did not finish within 2 s; it was stopped and nothing restored is left running')
+    expect(keptWorkDir(r.stderr), 'the failed restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
     expect(Date.now() - started).to.be.below(15_000)
     expect(alive(hold.criuPid()), 'CRIU is gone').to.equal(false)
     expect(gone(ckpt.pid)).to.equal(true)
@@ -101,6 +103,7 @@ describe('faults: nothing restored or half-restored is left behind', function ()
       const r = await run.done
       expect(r.code, r.stderr).to.equal(130)
       expect(flat(r.stderr)).to.include(`interrupted by ${signal}: CRIU was stopped and nothing restored is left running`)
+      expect(keptWorkDir(r.stderr), 'the interrupted restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
       expect(alive(hold.criuPid())).to.equal(false)
       expect(gone(ckpt.pid)).to.equal(true)
     })
@@ -130,7 +133,7 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     const err = flat(second.stderr)
     expect(err).to.include(`Can't fork for ${ckpt.pid}: File exists`)
     expect(err).to.include('Hint: a process with one of the checkpoint\'s PIDs already runs here')
-    expect(err).to.match(/Log: \/tmp\/mycli-restore-\w+\/restore\.log/)
+    expect(keptWorkDir(second.stderr), 'the failed restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
     expect(alive(ckpt.pid), 'the first restore still runs').to.equal(true)
   })
 

@@ -149,6 +149,18 @@ export function tempDir(prefix = 'criu-test-'): string {
   return dir
 }
 
+/**
+ * The temporary work folder a failed run kept and named in its message (`Log: DIR/x.log`), or
+ * undefined; cleanup() removes it. oclif breaks a path longer than the terminal inside it, so the
+ * path is read from the message without its line breaks.
+ */
+export function keptWorkDir(stderr: string): string | undefined {
+  const m = /Log:(\S+\/oclif-plugin-criu-(?:restore|checkpoint)-\w{6})\/[\w.-]+\.log/.exec(stderr.replaceAll(/[\s›]/g, ''))
+  if (!m || !m[1].startsWith(`${tmpdir()}/`)) return undefined
+  tempDirs.add(m[1])
+  return m[1]
+}
+
 export function killPid(pid: number): void {
   try {
     process.kill(pid, 'SIGKILL')

@@ -83,6 +83,18 @@ describe('prerun hook', () => {
     })
   })
 
+  it('decides "not ours" before loading anything: no @oclif/core, nothing of the plugin but the hook file', () => {
+    const hookFile = join(REPO, 'dist', 'src', 'hooks', 'prerun.js')
+    // What the host gives the hook for one of its own commands, even with argv the checks would refuse.
+    const script = `require(${JSON.stringify(hookFile)}).default.call({}, {argv: ['-J', 'net:1', '-J', 'net:1'], Command: class Other {}})
+      .then(() => console.log(JSON.stringify(Object.keys(require.cache))))`
+    const r = spawnSync(process.execPath, ['-e', script], {encoding: 'utf8'})
+    expect(r.status, r.stderr).to.equal(0)
+    // Under nyc the child also loads the coverage hooks: look at the plugin's files and oclif only.
+    const loaded = (JSON.parse(r.stdout) as string[]).filter(k => k.startsWith(join(REPO, 'dist')) || k.includes('/@oclif/'))
+    expect(loaded).to.deep.equal([hookFile])
+  })
+
   // Each in a fresh process: this one has loaded the module for other tests.
   const lazy: [string[], number][] = [[['--help'], 0], [['restore', '--help'], 0], [['--version'], 0], [['restore', '-D', '/tmp', '-J', 'net:1', '-J', 'net:2'], 2]]
   for (const [argv, code] of lazy) {

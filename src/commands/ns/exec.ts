@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../../lib/base-command.js'
+import {commandLine} from '../../lib/cli-names.js'
 import {hostResolver, joinContainer} from '../../lib/containers.js'
 import {EXIT_REFUSED} from '../../lib/errors.js'
 import {ExecFailure, runExec} from '../../lib/exec.js'
@@ -46,7 +47,7 @@ export default class NsExec extends CriuCommand {
   public async run(): Promise<void> {
     const {argv, flags} = await this.parse(NsExec)
     const [command, ...args] = argv as string[]
-    if (!command) this.error('give the command to run after --, e.g. ns exec -J net:1234 -- ip addr', {exit: EXIT_REFUSED})
+    if (!command) this.error(`give the command to run after --, e.g. ${commandLine(this.id ?? 'ns:exec', '-J net:1234 -- ip addr')}`, {exit: EXIT_REFUSED})
     const ref = flags['join-container']
     if (!ref && !flags['join-ns']) this.error('give the namespaces to join: -J NS:PID|NS_FILE or --join-container ID', {exit: EXIT_REFUSED})
     const joins = flags['join-ns'] ?? []

@@ -1,0 +1,48 @@
+/**
+ * CRIU's work folder (its log, pidfile, stats) when the user gives no --work-dir: a new folder
+ * under the temp folder, named after the plugin (the host CLI's name is not ours to use). It
+ * lives as long as one run: removed after a run that succeeded, kept after one that failed, when
+ * CRIU wrote something there, with its log path in the error: that log is what the user reads next.
+ */
+import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join, resolve} from 'node:path'
+
+/** Every temporary folder of the plugin starts with this, under the temp folder. */
+export const TEMP_PREFIX = 'oclif-plugin-criu-'
+
+export interface WorkDir {
+  readonly path: string
+  /** Made for this run (no --work-dir), so it is the run's to remove. */
+  readonly temporary: boolean
+}
+
+/** The folder a run uses: the user's --work-dir, or a new temporary one. */
+export function makeWorkDir(kind: 'checkpoint' | 'restore', given: string | undefined): WorkDir {
+  if (given) return {path: resolve(given), temporary: false}
+  return {path: mkdtempSync(join(tmpdir(), `${TEMP_PREFIX}${kind}-`)), temporary: true}
+}
+
+/** What a dry run shows for the folder a real run would make. Pure. */
+export function plannedWorkDir(kind: 'checkpoint' | 'restore', given: string | undefined): string {
+  return given ? resolve(given) : join(tmpdir(), `${TEMP_PREFIX}${kind}-XXXXXX`)
+}
+
+/** After a run that succeeded: the temporary folder goes. The user's own folder stays as it is. */
+export function removeWorkDir(dir: WorkDir): void {
+  if (dir.temporary) rmSync(dir.path, {force: true, recursive: true})
+}
+
+/**
+ * After a run that failed: a temporary folder CRIU wrote nothing into goes; one with CRIU's log
+ * stays, and the error names the log if it does not already.
+ */
+export function keepWorkDirFor(error: unknown, dir: WorkDir, logFile: string): void {
+  if (!dir.temporary) return
+  if (readdirSync(dir.path).length === 0) {
+    rmSync(dir.path, {force: true, recursive: true})
+    return
+  }
+
+  if (error instanceof Error && !error.message.includes(logFile)) error.message += `\nLog: ${logFile}`
+}
