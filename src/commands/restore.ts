@@ -6,6 +6,7 @@ import {emptyNs, joinNs} from '../lib/flags.js'
 import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
+import {VerifiedTask} from '../lib/restored-tree.js'
 
 export default class Restore extends CriuCommand {
   static override description = [
@@ -122,10 +123,10 @@ export default class Restore extends CriuCommand {
 
     const result = await runRestore(request, {
       ...this.criuIO(),
-      restored: (pid, namespaces) => this.report(pid, namespaces),
+      restored: (pid, namespaces, tasks) => this.report(pid, namespaces, tasks),
     })
     if (request.detached) {
-      this.report(result.pid, result.namespaces)
+      this.report(result.pid, result.namespaces, result.tasks)
       this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms; log: ${result.logFile}`)
     } else {
       this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status); log: ${result.logFile}`)
@@ -134,8 +135,11 @@ export default class Restore extends CriuCommand {
     return result
   }
 
-  private report(pid: number, namespaces: JoinedNamespace[]): void {
+  private report(pid: number, namespaces: JoinedNamespace[], tasks: VerifiedTask[]): void {
     this.log(`Restored PID ${pid}`)
     for (const ns of namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): verified`)
+    if (tasks.length === 0) return
+    const threads = tasks.reduce((n, t) => n + 1 + t.threads.length, 0)
+    this.log(`  every task verified before it was resumed: PID ${tasks.map(t => t.pid).join(', ')} (${tasks.length} ${tasks.length === 1 ? 'process' : 'processes'}, ${threads} ${threads === 1 ? 'thread' : 'threads'})`)
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Restore a CRIU checkpoint into existing namespaces. Usable without oclif:
  *   planRestore()  pure: the exact CRIU command line for a request and its pinned targets;
- *   runRestore()   effects: check, pin, run CRIU, verify, clean up.
+ *   runRestore()   effects: check, pin, run CRIU, verify every task at CRIU's post-restore
+ *                  stage (before it resumes them), verify the root again, clean up.
  */
 import {mkdtempSync, readFileSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -18,14 +19,26 @@ import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 import {isRunning, processStat} from './proc.js'
+import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
+import {ResumeGate} from './resume-gate.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
+
+/**
+ * A check of the restored tree at CRIU's post-restore stage: every task exists, none has run
+ * since the checkpoint. Resolve to let CRIU resume the tree; reject (preferably with a
+ * FailedError written for the user) to make CRIU kill it instead. Checks run concurrently,
+ * after the joined namespaces of every task were verified; the first rejection is reported.
+ */
+export type BeforeResumeCheck = (tree: RestoredTree) => Promise<void>
 
 export interface RestoreRequest {
   /** Restore even when a join would overwrite the joined namespace's state (see plan.ts). */
   allowOverwrite?: boolean
   allowUserNs?: boolean
+  /** More checks at the post-restore stage, besides the joined namespaces of every task. */
+  beforeResume?: readonly BeforeResumeCheck[]
   criuPath?: string
   detached: boolean
   dryRun?: boolean
@@ -80,6 +93,8 @@ export function criuJoinArg(spec: JoinNsSpec, path: string): string {
 export function planRestore(
   request: RestoreRequest,
   facts: {
+    /** CRIU's --action-script: the post-restore gate (see resume-gate.ts). */
+    actionScript?: string
     criu: string
     env?: Record<string, string>
     /** The checkpoint left its net namespace out under this key: a net join becomes --inherit-fd. */
@@ -100,6 +115,7 @@ export function planRestore(
   if (request.fileLocks) argv.push('--file-locks')
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
+  if (facts.actionScript !== undefined) argv.push('--action-script', facts.actionScript)
   const inheritFds: number[] = []
   for (const join of facts.joins) {
     if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
@@ -116,7 +132,7 @@ export function planRestore(
 /** Hooks for the shell: progress display and signal handling live with the caller. */
 export interface RestoreIO extends CriuIO {
   /** With --no-restore-detached: the tree is restored and verified, and is now being waited for. */
-  restored?: (pid: number, namespaces: JoinedNamespace[]) => void
+  restored?: (pid: number, namespaces: JoinedNamespace[], tasks: VerifiedTask[]) => void
 }
 
 export interface JoinedNamespace {
@@ -132,6 +148,8 @@ export interface RestoreResult {
   logFile: string
   namespaces: JoinedNamespace[]
   pid: number
+  /** Every process of the tree, verified at CRIU's post-restore stage, before it was resumed. */
+  tasks: VerifiedTask[]
   workDir: string
 }
 
@@ -247,6 +265,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
   try {
     const workDir = request.workDir ? resolve(request.workDir) : join(tmpdir(), 'mycli-restore-XXXXXX')
     const plan = planRestore(request, {
+      actionScript: gated(request, pins) ? join(tmpdir(), 'criu-gate-XXXXXX', 'post-restore') : undefined,
       criu,
       env: diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))),
       externalNetKey: images.externalNetKey,
@@ -284,6 +303,7 @@ async function attachedRestore(
   plan: RestorePlan,
   pins: PinnedNamespace[],
   io: RestoreIO,
+  tasks: () => VerifiedTask[],
 ): Promise<{exit: Exit; namespaces?: JoinedNamespace[]; pid?: number}> {
   const state: {exit?: Exit} = {}
   run.exited.then(
@@ -297,7 +317,7 @@ async function attachedRestore(
   if (pid === undefined || run.stopped) return {exit: await run.exited}
   const namespaces = verifyJoins(pid, pins)
   io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
-  io.restored?.(pid, namespaces)
+  io.restored?.(pid, namespaces, tasks())
   for (const p of pins) p.close()
   return {exit: await run.exited, namespaces, pid}
 }
@@ -367,6 +387,18 @@ async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
   return victims
 }
 
+/** Whether the restore needs the post-restore gate: something to verify before the tree runs. */
+function gated(request: RestoreRequest, pins: readonly PinnedNamespace[]): boolean {
+  return pins.length > 0 || (request.beforeResume?.length ?? 0) > 0
+}
+
+/** Why the gate stopped the tree, as the error the user sees. */
+function gateRefusal(gate: ResumeGate | undefined): FailedError | InterruptedError | undefined {
+  const error = gate?.refusal
+  if (error === undefined || error instanceof FailedError || error instanceof InterruptedError) return error
+  return new FailedError(`a check before the restored tree was resumed failed: ${error.message}`)
+}
+
 /**
  * Restore as the request says. While CRIU runs this process is a child subreaper (see
  * endHalfRestored); a failure at any point leaves no restored or half-restored task behind.
@@ -376,9 +408,21 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   const {criu, images, pins, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
+  let gate: ResumeGate | undefined
+  let tasks: VerifiedTask[] = []
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
+    if (gated(request, pins)) {
+      const checks = request.beforeResume ?? []
+      gate = new ResumeGate(async root => {
+        const tree = readRestoredTree(root)
+        tasks = judgeJoins(tree, observeJoins(tree, pins.map(p => p.ns)), pins)
+        await Promise.all(checks.map(check => check(tree)))
+      })
+    }
+
     const plan = planRestore(request, {
+      actionScript: gate?.scriptPath,
       criu,
       externalNetKey: images.externalNetKey,
       joins: plannedJoins(pins, request.joinNs),
@@ -397,12 +441,23 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
       logFile: plan.logFile,
       namespaces,
       pid,
+      tasks,
       workDir,
     })
 
+    /** After CRIU: the gate's refusal is the reason; a CRIU that never asked verified nothing. */
+    const judged = (exit: Exit) => {
+      const refusal = gateRefusal(gate)
+      if (refusal) throw refusal
+      if (gate && gate.askedFor === undefined && exit.code === 0) {
+        throw new FailedError(`CRIU ${version.text} ended without running its post-restore stage, so the restored tree could not be verified before it ran; it was ended`)
+      }
+    }
+
     if (!request.detached) {
-      const attached = await attachedRestore(run, plan, pins, io)
+      const attached = await attachedRestore(run, plan, pins, io, () => tasks)
       if (run.stopped) throw run.stopped
+      judged(attached.exit)
       if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, run.stderr)
       if (attached.exit.code !== 0) {
         throw new FailedError(`CRIU, waiting for the restored tree (PID ${attached.pid}), ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
@@ -415,6 +470,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
+    judged(exit)
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
@@ -427,6 +483,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     throw error
   } finally {
     release?.()
+    await gate?.close()
     if (run) releaseSubreaper()
     for (const p of pins) p.close()
   }
