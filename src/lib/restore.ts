@@ -18,7 +18,7 @@ import {JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
-import {isRunning, processStat} from './proc.js'
+import {processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {ResumeGate} from './resume-gate.js'
 
@@ -301,10 +301,10 @@ const sleep = (ms: number) =>
 async function attachedRestore(
   run: CriuRun,
   plan: RestorePlan,
-  pins: PinnedNamespace[],
-  io: RestoreIO,
-  tasks: () => VerifiedTask[],
-): Promise<{exit: Exit; namespaces?: JoinedNamespace[]; pid?: number}> {
+  check: TreeCheck,
+  /** Verifies and reports the restored tree; returns the root's verified namespaces. */
+  restored: (pid: number) => JoinedNamespace[],
+): Promise<{namespaces: JoinedNamespace[]; pid: number}> {
   const state: {exit?: Exit} = {}
   run.exited.then(
     e => {
@@ -314,17 +314,16 @@ async function attachedRestore(
   )
   let pid: number | undefined
   while (state.exit === undefined && (pid = readPid(plan.pidfile)) === undefined) await sleep(20)
-  if (pid === undefined || run.stopped) return {exit: await run.exited}
-  const namespaces = verifyJoins(pid, pins)
-  io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
-  io.restored?.(pid, namespaces, tasks())
-  for (const p of pins) p.close()
-  return {exit: await run.exited, namespaces, pid}
-}
+  const namespaces = pid === undefined || run.stopped ? undefined : restored(pid)
+  const exit = await run.exited
+  if (run.stopped) throw run.stopped
+  check.afterCriu(exit)
+  if (pid === undefined || namespaces === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
+  if (exit.code !== 0) {
+    throw new FailedError(`CRIU, waiting for the restored tree (PID ${pid}), ended with ${exit.signal ?? `exit code ${exit.code}`}`, undefined, plan.logFile)
+  }
 
-/** The parent PID of a process; undefined when it is gone or a zombie. */
-function parentOf(pid: number): number | undefined {
-  return isRunning(pid) ? processStat(pid)?.ppid : undefined
+  return {namespaces, pid}
 }
 
 let subreaperHolds = 0
@@ -357,11 +356,11 @@ async function pidsToRestore(imagesDir: string): Promise<number[]> {
   }
 }
 
-/** Whether a process descends from this one. */
+/** Whether a process (running or a zombie) descends from this one. */
 function ours(pid: number): boolean {
   let p: number | undefined = pid
   for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
-    p = parentOf(p)
+    p = processStat(p)?.ppid
     if (p === process.pid) return true
   }
 
@@ -370,18 +369,22 @@ function ours(pid: number): boolean {
 
 /**
  * End what a failed restore left: the checkpoint's PIDs that are now our descendants (this
- * process is the subreaper, so a killed CRIU's tasks come to us, not to PID 1). A process
- * that merely has one of those PIDs but is not ours is never touched. Our direct children
- * are reaped, so that their PIDs are free again.
+ * process is the subreaper, so a killed CRIU's tasks come to us, not to PID 1), running or
+ * already zombies (a CRIU that killed the tree itself, as after a failed post-restore check,
+ * leaves them unreaped). A process that merely has one of those PIDs but is not ours is never
+ * touched. Each is reaped once it is our child, so that the PIDs are free again.
  */
 async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
   const victims = pids.filter(pid => ours(pid))
-  const children = victims.filter(pid => parentOf(pid) === process.pid)
   for (const pid of victims) killProcess(pid)
-  await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
-  // Grandchildren reparent to us as their parents die: reap those too.
-  for (const pid of victims.filter(v => !children.includes(v))) {
-    await waitPid(pid).catch(() => {})
+  // A task becomes our child when its parent dies: reap in rounds until none is left.
+  let left = victims
+  const deadline = Date.now() + 5000
+  while (left.length > 0 && Date.now() < deadline) {
+    const children = left.filter(pid => processStat(pid)?.ppid === process.pid)
+    await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
+    left = left.filter(pid => processStat(pid) !== undefined)
+    if (left.length > 0) await sleep(5)
   }
 
   return victims
@@ -392,11 +395,37 @@ function gated(request: RestoreRequest, pins: readonly PinnedNamespace[]): boole
   return pins.length > 0 || (request.beforeResume?.length ?? 0) > 0
 }
 
-/** Why the gate stopped the tree, as the error the user sees. */
-function gateRefusal(gate: ResumeGate | undefined): FailedError | InterruptedError | undefined {
-  const error = gate?.refusal
-  if (error === undefined || error instanceof FailedError || error instanceof InterruptedError) return error
-  return new FailedError(`a check before the restored tree was resumed failed: ${error.message}`)
+/**
+ * The checks at CRIU's post-restore stage: every task's joined namespaces, then the request's
+ * own checks, concurrently. No gate when there is nothing to check.
+ */
+class TreeCheck {
+  readonly gate?: ResumeGate
+  /** Filled in at the post-restore stage, once every task passed. */
+  tasks: VerifiedTask[] = []
+
+  constructor(request: RestoreRequest, pins: readonly PinnedNamespace[], private readonly criuVersion: string) {
+    if (!gated(request, pins)) return
+    const checks = request.beforeResume ?? []
+    this.gate = new ResumeGate(async root => {
+      const tree = readRestoredTree(root)
+      this.tasks = judgeJoins(tree, observeJoins(tree, pins.map(p => p.ns)), pins)
+      await Promise.all(checks.map(check => check(tree)))
+    })
+  }
+
+  /**
+   * After CRIU has exited: why the gate stopped the tree, as the error the user sees; and a
+   * CRIU that exited 0 without asking verified nothing, which is a failure too.
+   */
+  afterCriu(exit: Exit): void {
+    const error = this.gate?.refusal
+    if (error instanceof FailedError || error instanceof InterruptedError) throw error
+    if (error) throw new FailedError(`a check before the restored tree was resumed failed: ${error.message}`)
+    if (this.gate && this.gate.askedFor === undefined && exit.code === 0) {
+      throw new FailedError(`CRIU ${this.criuVersion} ended without running its post-restore stage, so the restored tree could not be verified before it ran; it was ended`)
+    }
+  }
 }
 
 /**
@@ -408,21 +437,12 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   const {criu, images, pins, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
-  let gate: ResumeGate | undefined
-  let tasks: VerifiedTask[] = []
+  let check: TreeCheck | undefined
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
-    if (gated(request, pins)) {
-      const checks = request.beforeResume ?? []
-      gate = new ResumeGate(async root => {
-        const tree = readRestoredTree(root)
-        tasks = judgeJoins(tree, observeJoins(tree, pins.map(p => p.ns)), pins)
-        await Promise.all(checks.map(check => check(tree)))
-      })
-    }
-
+    check = new TreeCheck(request, pins, version.text)
     const plan = planRestore(request, {
-      actionScript: gate?.scriptPath,
+      actionScript: check.gate?.scriptPath,
       criu,
       externalNetKey: images.externalNetKey,
       joins: plannedJoins(pins, request.joinNs),
@@ -441,36 +461,26 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
       logFile: plan.logFile,
       namespaces,
       pid,
-      tasks,
+      tasks: check!.tasks,
       workDir,
     })
 
-    /** After CRIU: the gate's refusal is the reason; a CRIU that never asked verified nothing. */
-    const judged = (exit: Exit) => {
-      const refusal = gateRefusal(gate)
-      if (refusal) throw refusal
-      if (gate && gate.askedFor === undefined && exit.code === 0) {
-        throw new FailedError(`CRIU ${version.text} ended without running its post-restore stage, so the restored tree could not be verified before it ran; it was ended`)
-      }
-    }
-
     if (!request.detached) {
-      const attached = await attachedRestore(run, plan, pins, io, () => tasks)
-      if (run.stopped) throw run.stopped
-      judged(attached.exit)
-      if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, run.stderr)
-      if (attached.exit.code !== 0) {
-        throw new FailedError(`CRIU, waiting for the restored tree (PID ${attached.pid}), ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
-      }
-
-      return result(attached.namespaces!, attached.pid)
+      const attached = await attachedRestore(run, plan, check, pid => {
+        const namespaces = verifyJoins(pid, pins)
+        io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
+        io.restored?.(pid, namespaces, check!.tasks)
+        for (const p of pins) p.close()
+        return namespaces
+      })
+      return result(attached.namespaces, attached.pid)
     }
 
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
-    judged(exit)
+    check.afterCriu(exit)
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
@@ -483,7 +493,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     throw error
   } finally {
     release?.()
-    await gate?.close()
+    await check?.gate?.close()
     if (run) releaseSubreaper()
     for (const p of pins) p.close()
   }

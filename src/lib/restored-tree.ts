@@ -2,7 +2,7 @@
  * The restored tree as the kernel shows it while CRIU holds it at its post-restore stage
  * (every task created, none resumed), and the check of every task's joined namespaces.
  *
- *   readRestoredTree()  effects: walks /proc from the root CRIU names;
+ *   readRestoredTree()  effects: walks /proc from the root CRIU names (children by PID);
  *   observeJoins()      effects: stats /proc/PID/task/TID/ns/* of every thread;
  *   judgeJoins()        pure: compares what was seen with what was pinned.
  */
@@ -20,7 +20,7 @@ export interface RestoredProcess {
 
 export interface RestoredTree {
   readonly root: number
-  /** Every process of the tree: the root first, then each process's children in order. */
+  /** Every process of the tree: the root first, then breadth-first, children by PID. */
   readonly processes: readonly RestoredProcess[]
 }
 
@@ -32,9 +32,10 @@ function threadsOf(pid: number): number[] {
   return [pid, ...tids.sort((a, b) => a - b)]
 }
 
-/** Children of every thread (a child belongs to the thread that forked it). */
+/** Children of every thread (a child belongs to the thread that forked it), by PID. */
 function childrenOf(pid: number, tids: readonly number[]): number[] {
-  return tids.flatMap(tid => readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number))
+  const children = tids.flatMap(tid => readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number))
+  return children.sort((a, b) => a - b)
 }
 
 /**
@@ -79,30 +80,21 @@ export interface Observation {
   readonly tid: number
 }
 
+function observe(pid: number, tid: number, ns: NamespaceDesc): Observation {
+  const path = `/proc/${pid}/task/${tid}/ns/${ns.procEntry}`
+  try {
+    const st = statSync(path)
+    return {dev: st.dev, ino: st.ino, ns, pid, tid}
+  } catch (error) {
+    // A zombie (CRIU restores dead tasks as zombies) has no namespaces and runs no code.
+    if (processStat(tid)?.state === 'Z') return {ns, pid, tid}
+    throw new FailedError(`cannot read ${path} of the restored tree: ${(error as Error).message}`)
+  }
+}
+
 /** Stat every joined type of every thread of the tree. */
 export function observeJoins(tree: RestoredTree, types: readonly NamespaceDesc[]): Observation[] {
-  const seen: Observation[] = []
-  for (const {pid, tids} of tree.processes) {
-    for (const tid of tids) {
-      for (const ns of types) {
-        const path = `/proc/${pid}/task/${tid}/ns/${ns.procEntry}`
-        try {
-          const st = statSync(path)
-          seen.push({dev: st.dev, ino: st.ino, ns, pid, tid})
-        } catch (error) {
-          // A zombie (CRIU restores dead tasks as zombies) has no namespaces and runs no code.
-          if (processStat(tid)?.state === 'Z') {
-            seen.push({ns, pid, tid})
-            continue
-          }
-
-          throw new FailedError(`cannot read ${path} of the restored tree: ${(error as Error).message}`)
-        }
-      }
-    }
-  }
-
-  return seen
+  return tree.processes.flatMap(({pid, tids}) => tids.flatMap(tid => types.map(ns => observe(pid, tid, ns))))
 }
 
 export interface VerifiedNamespace {

@@ -77,27 +77,27 @@ export class ResumeGate {
     this.answered = true
     const root = Number(line.split(' ')[0])
     this.askedFor = root
-    const answer = (verdict: 'resume' | 'stop') => {
-      try {
-        writeSync(this.verdictFd, `${verdict}\n`)
-      } catch {
-        // closed: the restore was stopped meanwhile, and the script fails on its own
-      }
-    }
-
     if (!(Number.isInteger(root) && root > 0)) {
       this.refusal = new Error(`CRIU's post-restore stage named no root PID (${JSON.stringify(line)})`)
-      answer('stop')
+      this.answer('stop')
       return
     }
 
     this.judge(root).then(
-      () => answer('resume'),
+      () => this.answer('resume'),
       (error: Error) => {
         this.refusal = error
-        answer('stop')
+        this.answer('stop')
       },
     )
+  }
+
+  private answer(verdict: 'resume' | 'stop'): void {
+    try {
+      writeSync(this.verdictFd, `${verdict}\n`)
+    } catch {
+      // closed: the restore was stopped meanwhile, and the script fails on its own
+    }
   }
 
   /**
