@@ -8,6 +8,8 @@
  *   3. large restore (1 GiB touched): mycli restore / criu restore
  *   4. host CLI --help with the plugin installed vs without it
  *   5. validation: parse, pin and check 1, 8, 64 -J targets (library level)
+ *   gate. the post-restore gate: runRestore -J net (every task verified before resume) vs
+ *      runRestore without -J (no gate), and the time CRIU spends in its action stages
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
@@ -240,6 +242,61 @@ function benchValidation(): void {
   report(`   per-target cost N=64 / N=1: ${(perTarget[2] / perTarget[0]).toFixed(2)} (1.0 = linear; target < 1 ms per target)`)
 }
 
+/** A CRIU log line's timestamp, in ms. */
+const logTime = (line: string) => Number(/^\((\d+\.\d+)\)/.exec(line)?.[1] ?? Number.NaN) * 1000
+
+/** Milliseconds CRIU spent in its action scripts, from its log's timestamps (-v4). */
+function actionStageMs(log: string): {ms: number; stages: number} {
+  const lines = readFileSync(log, 'utf8').split('\n')
+  let ms = 0
+  let stages = 0
+  for (let i = 0; i < lines.length; i++) {
+    if (!/Running \S+ scripts/.test(lines[i])) continue
+    // The stage ends with the first line after the script list ("\t[path]").
+    let j = i + 1
+    while (j < lines.length && /^\(\d+\.\d+\)\s+\[/.test(lines[j].replace(/\t/, ' '))) j++
+    if (j === i + 1) continue // no script at this stage
+    ms += logTime(lines[j]) - logTime(lines[i])
+    stages++
+  }
+
+  return {ms, stages}
+}
+
+async function benchResumeGate(criuPath: string): Promise<void> {
+  const h = holder()
+  const ck = await checkpointOf(criuPath, ['sleep', '100000'], 100)
+  const runs = QUICK ? 7 : 25
+  const gated: number[] = []
+  const plain: number[] = []
+  const inStages: number[] = []
+  let stages = 0
+  const base = {criuPath, detached: true, emptyNs: [], imagesDir: ck.dir}
+  for (let i = 0; i < runs; i++) {
+    const work = mkdtempSync(join(tmpdir(), 'bench-work-'))
+    let t0 = nowMs()
+    await runRestore({...base, joinNs: [parseJoinNs(`net:${h}`, '/')], workDir: work})
+    gated.push(nowMs() - t0)
+    await killAndReap(ck.pid)
+    const stage = actionStageMs(join(work, 'restore.log'))
+    inStages.push(stage.ms)
+    stages = stage.stages
+    rmSync(work, {force: true, recursive: true})
+    t0 = nowMs()
+    await runRestore({...base, joinNs: []})
+    plain.push(nowMs() - t0)
+    await killAndReap(ck.pid)
+  }
+
+  await killAndReap(h)
+  rmSync(ck.dir, {force: true, recursive: true})
+  const [g, p, s] = [median(gated), median(plain), median(inStages)]
+  report(`gate. post-restore gate, library in this process (median of ${runs} interleaved runs):`)
+  report(`   runRestore -J net:H (gate: every task verified before resume): ${g.toFixed(1)} ms`)
+  report(`   runRestore without -J (no gate):                               ${p.toFixed(1)} ms`)
+  report(`   difference ${(g - p).toFixed(1)} ms, ratio ${(g / p).toFixed(3)}; CRIU's time in its ${stages} action stages (its log): ${s.toFixed(1)} ms`)
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmarks need root')
   setChildSubreaper(true) // restored tasks come back to us to be reaped, not to PID 1
@@ -251,6 +308,7 @@ async function main(): Promise<void> {
   await benchLargeRestore(criuPath)
   benchStartup()
   benchValidation()
+  await benchResumeGate(criuPath)
 }
 
 main().catch(error => {
