@@ -14,7 +14,7 @@ import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, hwBreakpointsWork} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
-import {JoinNsSpec, quote} from './join-ns.js'
+import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
@@ -227,6 +227,19 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/**
+ * A user namespace owned by another user than root cannot be joined by CRIU 4.2.1. Measured:
+ * without UID/GID, CRIU's switch to its own uid after the join fails with EINVAL (root is not
+ * mapped there); with :0:0 the restored task is that user to the host and cannot read the
+ * checkpoint's images ("Unable to open tty-info.img: Permission denied"). Refused early with
+ * the reason instead of CRIU's late error. Pure.
+ */
+export function userJoinRefusal(pins: readonly {ns: NamespaceDesc; ownerUid?: number}[], specs: readonly JoinNsSpec[]): string | undefined {
+  const index = pins.findIndex(p => p.ns.name === 'user' && p.ownerUid !== undefined && p.ownerUid !== 0)
+  if (index === -1) return undefined
+  return `--join-ns ${quote(formatJoinNs(specs[index]))}: that user namespace is owned by uid ${pins[index].ownerUid}, not root; CRIU cannot restore into it (its tasks would be uid ${pins[index].ownerUid} to the host and could not read the checkpoint's images, or could not switch user at all)`
+}
+
 /** Everything before CRIU starts: the same for a real run and a dry run. */
 async function prepare(request: RestoreRequest) {
   const problems = findProblems(request).filter(p => p.severity === 'error')
@@ -245,6 +258,8 @@ async function prepare(request: RestoreRequest) {
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
   const pins = pinJoins(request.joinNs)
   try {
+    const refusal = userJoinRefusal(pins, request.joinNs)
+    if (refusal) throw new RefusedError(refusal, 'join a user namespace that root created (and wrote the uid_map of), or restore without -J user')
     const criu = findCriu(request.criuPath)
     const version: CriuVersion = await criuVersion(criu)
     return {criu, images, pins, version}
