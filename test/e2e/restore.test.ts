@@ -1,10 +1,10 @@
 import {expect} from 'chai'
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {checkpoint, folderDigest, mycli} from '../support/checkpoint.js'
-import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, flat} from '../support/system.js'
+import {addNetns, alive, cleanup, criuPath, nsInode, requireRoot, startHolder, tempDir, track, flat, waitFor} from '../support/system.js'
 
 const ALL = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']
 
@@ -175,5 +175,34 @@ describe('restore (real CRIU, real namespaces)', function () {
     ]
     expect(r.stdout).to.match(new RegExp(command.join(' ')))
     expect(alive(ckpt.pid)).to.equal(false)
+  })
+
+  it('a user namespace owned by a non-root user: refused before CRIU starts, with the reason (CRIU 4.2.1 itself fails it)', async () => {
+    const ckpt = await checkpoint()
+    // nobody's own user namespace, mapping only itself (what an unprivileged user can make)
+    const proc = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'unshare', '--user', '--map-root-user', 'sleep', '100000'], {stdio: 'ignore'})
+    const holder = track(proc.pid!)
+    await waitFor('the holder to enter its user namespace', () => {
+      try {
+        return nsInode(holder, 'user') !== nsInode('self', 'user') && readFileSync(`/proc/${holder}/uid_map`, 'utf8').trim() !== ''
+      } catch {
+        return false
+      }
+    })
+    const work = tempDir()
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder}:0:0`, '--allow-user-ns', '-W', work])
+    expect(r.code, r.stderr).to.equal(2)
+    expect(flat(r.stderr)).to.include(`--join-ns "user:${holder}:0:0": that user namespace is owned by uid 65534, not root; CRIU cannot restore into it`)
+    expect(flat(r.stderr)).to.include('Hint: join a user namespace that root created')
+    expect(existsSync(join(work, 'restore.log')), 'CRIU never started').to.equal(false)
+    expect(alive(ckpt.pid)).to.equal(false)
+    // The refusal costs nothing: CRIU 4.2.1 run directly fails this join, with and without IDs.
+    for (const ids of ['', ',0,0']) {
+      const direct = spawnSync(criuPath(), ['restore', '-D', ckpt.dir, '-W', work, '-o', 'direct.log', '-v4', '-d', '-J', `user:/proc/${holder}/ns/user${ids}`], {encoding: 'utf8'})
+      expect(direct.status, `criu restore -J user:...${ids}`).to.equal(1)
+      const log = readFileSync(join(work, 'direct.log'), 'utf8')
+      expect(log).to.match(ids ? /Unable to open \S+\.img: Permission denied/ : /setuid failed while joining userns: Invalid argument/)
+      expect(alive(ckpt.pid)).to.equal(false)
+    }
   })
 })
