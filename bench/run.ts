@@ -12,8 +12,10 @@
  *   7. integrity: restore of a small plain checkpoint, structure-checked vs --no-verify-images
  *   8. judging CRIU before the work: cached answer vs a cold cache (criu --version + criu check)
  *   9. a host CLI's own command with the plugin installed vs without (bench/host-cost.ts)
+ *  10. the post-restore gate: runRestore -J net (every task verified before resume) vs
+ *      runRestore without -J (no gate), and the time CRIU spends in its action stages
  *
- * `--only=6,7` runs only those figures.
+ * `--only=6,7` runs only those figures (`--gate` is `--only=10`).
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
@@ -349,12 +351,73 @@ async function benchJudge(criuPath: string): Promise<void> {
   report(`6. judging CRIU before the work (library, median of ${runs} interleaved): cached ${median(a).toFixed(2)} ms, cold (--version + criu check, once per binary and boot) ${median(b).toFixed(1)} ms`)
 }
 
+/** A CRIU log line's timestamp, in ms. */
+const logTime = (line: string) => Number(/^\((\d+\.\d+)\)/.exec(line)?.[1] ?? Number.NaN) * 1000
+
+/** Milliseconds CRIU spent in its action scripts, from its log's timestamps (-v4). */
+function actionStageMs(log: string): {ms: number; stages: number} {
+  const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean)
+  let ms = 0
+  let stages = 0
+  for (let i = 0; i < lines.length; i++) {
+    if (!/Running \S+ scripts/.test(lines[i])) continue
+    // The stage ends with the first line after the script list ("\t[path]").
+    let j = i + 1
+    while (j < lines.length && /^\(\d+\.\d+\)\s+\[/.test(lines[j].replace(/\t/, ' '))) j++
+    if (j === i + 1 || j >= lines.length) continue // no script at this stage, or no line after it (post-resume)
+    ms += logTime(lines[j]) - logTime(lines[i])
+    stages++
+  }
+
+  return {ms, stages}
+}
+
+async function benchResumeGate(criuPath: string): Promise<void> {
+  const h = holder()
+  const ck = await checkpointOf(criuPath, ['sleep', '100000'], 100)
+  const runs = QUICK || process.argv.includes('--gate') ? 9 : 25
+  const gated: number[] = []
+  const plain: number[] = []
+  const inStages: number[] = []
+  let stages = 0
+  const base = {criuPath, detached: true, emptyNs: [], imagesDir: ck.dir}
+  for (let i = 0; i < runs; i++) {
+    const work = mkdtempSync(join(tmpdir(), 'bench-work-'))
+    let t0 = nowMs()
+    await runRestore({...base, joinNs: [parseJoinNs(`net:${h}`, '/')], workDir: work})
+    gated.push(nowMs() - t0)
+    await killAndReap(ck.pid)
+    const stage = actionStageMs(join(work, 'restore.log'))
+    inStages.push(stage.ms)
+    stages = stage.stages
+    rmSync(work, {force: true, recursive: true})
+    t0 = nowMs()
+    await runRestore({...base, joinNs: []})
+    plain.push(nowMs() - t0)
+    await killAndReap(ck.pid)
+  }
+
+  await killAndReap(h)
+  rmSync(ck.dir, {force: true, recursive: true})
+  const [g, p, s] = [median(gated), median(plain), median(inStages)]
+  report(`gate. post-restore gate, library in this process (median of ${runs} interleaved runs):`)
+  report(`   runRestore -J net:H (gate: every task verified before resume): ${g.toFixed(1)} ms`)
+  report(`   runRestore without -J (no gate):                               ${p.toFixed(1)} ms`)
+  report(`   difference ${(g - p).toFixed(1)} ms, ratio ${(g / p).toFixed(3)}`)
+  report(`   CRIU's time in the ${stages} action stages its log times (pre-restore, post-restore with the verdict, pre-resume): ${s.toFixed(1)} ms`)
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmarks need root')
   setChildSubreaper(true) // restored tasks come back to us to be reaped, not to PID 1
   const criuPath = criu()
   const version = execFileSync(criuPath, ['--version'], {encoding: 'utf8'}).split('\n')[0]
   report(`oclif-plugin-criu benchmarks, ${new Date().toISOString().slice(0, 10)}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'cpu?'}, ${process.version}, CRIU ${version.replace('Version: ', '')}${QUICK ? ' (--quick)' : ''}`)
+  if (process.argv.includes('--gate')) { // this figure alone
+    await benchResumeGate(criuPath)
+    return
+  }
+
   if (wanted(1)) await benchSpawnJoined()
   if (wanted(2)) await benchRestoreOverhead(criuPath)
   if (wanted(3)) await benchLargeRestore(criuPath)
@@ -364,6 +427,7 @@ async function main(): Promise<void> {
   if (wanted(7)) await benchIntegritySmall(criuPath)
   if (wanted(8)) await benchJudge(criuPath)
   if (wanted(9)) benchHostCost(report, QUICK, '9. ')
+  if (wanted(10)) await benchResumeGate(criuPath)
 }
 
 main().catch(error => {

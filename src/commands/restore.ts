@@ -11,6 +11,7 @@ import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
+import {VerifiedTask} from '../lib/restored-tree.js'
 
 export default class Restore extends CriuCommand {
   static override description = [
@@ -163,10 +164,10 @@ export default class Restore extends CriuCommand {
 
     const result = await runRestore(request, {
       ...this.criuIO(),
-      restored: (pid, namespaces) => this.report(pid, namespaces, container),
+      restored: (pid, namespaces, tasks) => this.report(pid, namespaces, tasks, container),
     })
     if (request.detached) {
-      this.report(result.pid, result.namespaces, container)
+      this.report(result.pid, result.namespaces, result.tasks, container)
       this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms${result.logFile ? `; log: ${result.logFile}` : ''}`)
     } else {
       this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status)${result.logFile ? `; log: ${result.logFile}` : ''}`)
@@ -175,10 +176,13 @@ export default class Restore extends CriuCommand {
     return {...result, ...withContainer(container)}
   }
 
-  private report(pid: number, namespaces: JoinedNamespace[], container?: ResolvedContainer): void {
+  private report(pid: number, namespaces: JoinedNamespace[], tasks: VerifiedTask[], container?: ResolvedContainer): void {
     this.log(`Restored PID ${pid}`)
     if (container) this.log(`  into ${describeContainer(container)}`)
     for (const ns of namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): verified`)
+    if (tasks.length === 0) return
+    const threads = tasks.reduce((n, t) => n + 1 + t.threads.length, 0)
+    this.log(`  every task verified before it was resumed: PID ${tasks.map(t => t.pid).join(', ')} (${tasks.length} ${tasks.length === 1 ? 'process' : 'processes'}, ${threads} ${threads === 1 ? 'thread' : 'threads'})`)
   }
 }
 

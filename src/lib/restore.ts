@@ -1,7 +1,8 @@
 /**
  * Restore a CRIU checkpoint into existing namespaces. Usable without oclif:
  *   planRestore()  pure: the exact CRIU command line for a request and its pinned targets;
- *   runRestore()   effects: check, pin, run CRIU, verify, clean up.
+ *   runRestore()   effects: check, pin, run CRIU, verify every task at CRIU's post-restore
+ *                  stage (before it resumes them), verify the root again, clean up.
  */
 import {existsSync, readFileSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
@@ -15,16 +16,27 @@ import {criuEnvironment, criuFailure, CriuVersion, criuVersion, describeCriu, Ex
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {checkBeforeRestore, IntegrityMethod, NO_PAGES_CHECK, pagesVerdict, startPages, verdictLine} from './integrity.js'
-import {JoinNsSpec, quote} from './join-ns.js'
+import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
+import {PagesCheck} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
-import {isRunning, processStat} from './proc.js'
+import {processStat} from './proc.js'
+import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
+import {ResumeGate} from './resume-gate.js'
 import {checkCriuOutputs} from './trust.js'
 import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir} from './work-dir.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
+
+/**
+ * A check of the restored tree at CRIU's post-restore stage: every task exists, none has run
+ * since the checkpoint. Resolve to let CRIU resume the tree; reject (preferably with a
+ * FailedError written for the user) to make CRIU kill it instead. Checks run concurrently,
+ * after the joined namespaces of every task were verified; the first rejection is reported.
+ */
+export type BeforeResumeCheck = (tree: RestoredTree) => Promise<void>
 
 export interface RestoreRequest {
   /** Restore even when a join would overwrite the joined namespace's state (see plan.ts). */
@@ -32,6 +44,8 @@ export interface RestoreRequest {
   /** Restore from a folder someone other than root or the caller could have written (images.ts). */
   allowUntrustedImages?: boolean
   allowUserNs?: boolean
+  /** More checks at the post-restore stage, besides the joined namespaces of every task. */
+  beforeResume?: readonly BeforeResumeCheck[]
   criuPath?: string
   detached: boolean
   dryRun?: boolean
@@ -92,6 +106,8 @@ export function criuJoinArg(spec: JoinNsSpec, path: string): string {
 export function planRestore(
   request: RestoreRequest,
   facts: {
+    /** CRIU's --action-script: the post-restore gate (see resume-gate.ts). */
+    actionScript?: string
     criu: string
     env?: Record<string, string>
     /** The checkpoint left its net namespace out under this key: a net join becomes --inherit-fd. */
@@ -112,6 +128,7 @@ export function planRestore(
   if (request.fileLocks) argv.push('--file-locks')
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
+  if (facts.actionScript !== undefined) argv.push('--action-script', facts.actionScript)
   const inheritFds: number[] = []
   for (const join of facts.joins) {
     if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
@@ -128,7 +145,7 @@ export function planRestore(
 /** Hooks for the shell: progress display and signal handling live with the caller. */
 export interface RestoreIO extends CriuIO {
   /** With --no-restore-detached: the tree is restored and verified, and is now being waited for. */
-  restored?: (pid: number, namespaces: JoinedNamespace[]) => void
+  restored?: (pid: number, namespaces: JoinedNamespace[], tasks: VerifiedTask[]) => void
 }
 
 export interface JoinedNamespace {
@@ -145,6 +162,8 @@ export interface RestoreResult {
   logFile?: string
   namespaces: JoinedNamespace[]
   pid: number
+  /** Every process of the tree, verified at CRIU's post-restore stage, before it was resumed. */
+  tasks: VerifiedTask[]
   /** The user's --work-dir; absent when a temporary one was used (and removed). */
   workDir?: string
 }
@@ -227,6 +246,19 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/**
+ * A user namespace owned by another user than root cannot be joined by CRIU 4.2.1. Measured:
+ * without UID/GID, CRIU's switch to its own uid after the join fails with EINVAL (root is not
+ * mapped there); with :0:0 the restored task is that user to the host and cannot read the
+ * checkpoint's images ("Unable to open tty-info.img: Permission denied"). Refused early with
+ * the reason instead of CRIU's late error. Pure.
+ */
+export function userJoinRefusal(pins: readonly {ns: NamespaceDesc; ownerUid?: number}[], specs: readonly JoinNsSpec[]): string | undefined {
+  const index = pins.findIndex(p => p.ns.name === 'user' && p.ownerUid !== undefined && p.ownerUid !== 0)
+  if (index === -1) return undefined
+  return `--join-ns ${quote(formatJoinNs(specs[index]))}: that user namespace is owned by uid ${pins[index].ownerUid}, not root; CRIU cannot restore into it (its tasks would be uid ${pins[index].ownerUid} to the host and could not read the checkpoint's images, or could not switch user at all)`
+}
+
 /** Everything before CRIU starts: the same for a real run and a dry run. */
 async function prepare(request: RestoreRequest) {
   const problems = findProblems(request).filter(p => p.severity === 'error')
@@ -249,6 +281,8 @@ async function prepare(request: RestoreRequest) {
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
   const pins = pinJoins(request.joinNs)
   try {
+    const refusal = userJoinRefusal(pins, request.joinNs)
+    if (refusal) throw new RefusedError(refusal, 'join a user namespace that root created (and wrote the uid_map of), or restore without -J user')
     const found = findCriu(request.criuPath)
     // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
     const version: CriuVersion = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
@@ -270,6 +304,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
   try {
     const workDir = plannedWorkDir('restore', request.workDir)
     const plan = planRestore(request, {
+      actionScript: gated(pins, request.beforeResume ?? []) ? join(plannedWorkDir('gate'), 'post-restore') : undefined,
       criu,
       env: diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))),
       externalNetKey: images.externalNetKey,
@@ -306,9 +341,10 @@ const sleep = (ms: number) =>
 async function attachedRestore(
   run: CriuRun,
   plan: RestorePlan,
-  verify: {images: () => Promise<void>; pins: PinnedNamespace[]},
-  io: RestoreIO,
-): Promise<{exit: Exit; namespaces?: JoinedNamespace[]; pid?: number}> {
+  {check, ran}: {check: TreeCheck; ran: string},
+  /** Verifies and reports the restored tree; returns the root's verified namespaces. */
+  restored: (pid: number) => JoinedNamespace[],
+): Promise<{namespaces: JoinedNamespace[]; pid: number}> {
   const state: {exit?: Exit} = {}
   run.exited.then(
     e => {
@@ -318,20 +354,17 @@ async function attachedRestore(
   )
   let pid: number | undefined
   while (state.exit === undefined && (pid = readPid(plan.pidfile)) === undefined) await sleep(20)
-  if (pid === undefined || run.stopped) return {exit: await run.exited}
-  const {pins} = verify
-  run.settled() // CRIU now waits for the tree, silently: the stall limit no longer applies (#19)
-  await verify.images() // integrity (#19): to move into the post-restore stage with #13
-  const namespaces = verifyJoins(pid, pins)
-  io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
-  io.restored?.(pid, namespaces)
-  for (const p of pins) p.close()
-  return {exit: await run.exited, namespaces, pid}
-}
+  if (pid !== undefined && !run.stopped) run.settled() // CRIU now waits for the tree, silently: the stall limit no longer applies
+  const namespaces = pid === undefined || run.stopped ? undefined : restored(pid)
+  const exit = await run.exited
+  if (run.stopped) throw run.stopped
+  check.afterCriu(exit)
+  if (pid === undefined || namespaces === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
+  if (exit.code !== 0) {
+    throw new FailedError(`CRIU, waiting for the restored tree (PID ${pid}), ended with ${exit.signal ?? `exit code ${exit.code}`}`, undefined, plan.logFile)
+  }
 
-/** The parent PID of a process; undefined when it is gone or a zombie. */
-function parentOf(pid: number): number | undefined {
-  return isRunning(pid) ? processStat(pid)?.ppid : undefined
+  return {namespaces, pid}
 }
 
 let subreaperHolds = 0
@@ -364,11 +397,11 @@ async function pidsToRestore(imagesDir: string): Promise<number[]> {
   }
 }
 
-/** Whether a process descends from this one. */
+/** Whether a process (running or a zombie) descends from this one. */
 function ours(pid: number): boolean {
   let p: number | undefined = pid
   for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
-    p = parentOf(p)
+    p = processStat(p)?.ppid
     if (p === process.pid) return true
   }
 
@@ -377,22 +410,71 @@ function ours(pid: number): boolean {
 
 /**
  * End what a failed restore left: the checkpoint's PIDs that are now our descendants (this
- * process is the subreaper, so a killed CRIU's tasks come to us, not to PID 1). A process
- * that merely has one of those PIDs but is not ours is never touched. Our direct children
- * are reaped, so that their PIDs are free again.
+ * process is the subreaper, so a killed CRIU's tasks come to us, not to PID 1), running or
+ * already zombies (a CRIU that killed the tree itself, as after a failed post-restore check,
+ * leaves them unreaped). A process that merely has one of those PIDs but is not ours is never
+ * touched. Each is reaped once it is our child, so that the PIDs are free again.
  */
 async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
   const victims = pids.filter(pid => ours(pid))
-  // Zombies too: a task CRIU killed before it exited is our child once CRIU is gone, and only we can free its PID.
-  const children = pids.filter(pid => processStat(pid)?.ppid === process.pid)
   for (const pid of victims) killProcess(pid)
-  await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
-  // Grandchildren reparent to us as their parents die: reap those too.
-  for (const pid of victims.filter(v => !children.includes(v))) {
-    await waitPid(pid).catch(() => {})
+  // A task becomes our child when its parent dies: reap in rounds until none is left.
+  let left = victims
+  const deadline = Date.now() + 5000
+  while (left.length > 0 && Date.now() < deadline) {
+    const children = left.filter(pid => processStat(pid)?.ppid === process.pid)
+    await Promise.all(children.map(pid => waitPid(pid).catch(() => {})))
+    left = left.filter(pid => processStat(pid) !== undefined)
+    if (left.length > 0) await sleep(5)
   }
 
   return victims
+}
+
+/** Whether the restore needs the post-restore gate: something to verify before the tree runs. */
+function gated(pins: readonly PinnedNamespace[], checks: readonly BeforeResumeCheck[]): boolean {
+  return pins.length > 0 || checks.length > 0
+}
+
+/**
+ * The checks at CRIU's post-restore stage: every task's joined namespaces, then the request's
+ * own checks, concurrently. No gate when there is nothing to check.
+ */
+class TreeCheck {
+  readonly gate?: ResumeGate
+  /** Filled in at the post-restore stage, once every task passed. */
+  tasks: VerifiedTask[] = []
+
+  constructor(request: RestoreRequest, pins: readonly PinnedNamespace[], private readonly criuVersion: string, own: readonly BeforeResumeCheck[] = []) {
+    const checks = [...(request.beforeResume ?? []), ...own]
+    if (!gated(pins, checks)) return
+    this.gate = new ResumeGate(async root => {
+      const tree = readRestoredTree(root)
+      this.tasks = judgeJoins(tree, observeJoins(tree, pins.map(p => p.ns)), pins)
+      await Promise.all(checks.map(check => check(tree)))
+    })
+  }
+
+  /**
+   * After CRIU has exited: why the gate stopped the tree, as the error the user sees; and a
+   * CRIU that exited 0 without asking verified nothing, which is a failure too.
+   */
+  afterCriu(exit: Exit): void {
+    const error = this.gate?.refusal
+    if (error instanceof FailedError || error instanceof InterruptedError) throw error
+    if (error) throw new FailedError(`a check before the restored tree was resumed failed: ${error.message}`)
+    if (this.gate && this.gate.askedFor === undefined && exit.code === 0) {
+      throw new FailedError(`CRIU ${this.criuVersion} ended without running its post-restore stage, so the restored tree could not be verified before it ran; it was ended`)
+    }
+  }
+}
+
+/**
+ * The pages images are hashed while CRIU reads them; the verdict is one of the checks at CRIU's
+ * post-restore stage, so that a damaged checkpoint is never resumed. None without a manifest.
+ */
+function pagesChecks(dir: string, integrity: {manifest?: unknown; pagesPending: boolean}, current: () => PagesCheck): BeforeResumeCheck[] {
+  return integrity.manifest && integrity.pagesPending ? [() => pagesVerdict(dir, current())] : []
 }
 
 /**
@@ -405,11 +487,14 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   let release: (() => void) | undefined
   let run: CriuRun | undefined
   let pagesCheck = NO_PAGES_CHECK
+  let check: TreeCheck | undefined
   const work = makeWorkDir('restore', request.workDir)
   const workDir = work.path
   let logFile = join(workDir, 'restore.log')
   try {
+    check = new TreeCheck(request, pins, version.text, pagesChecks(request.imagesDir, integrity, () => pagesCheck))
     const plan = planRestore(request, {
+      actionScript: check.gate?.scriptPath,
       criu,
       externalNetKey: images.externalNetKey,
       joins: plannedJoins(pins, request.joinNs),
@@ -420,11 +505,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
-    // integrity (#19): the pages images are hashed while CRIU reads them; the verdict is awaited
-    // after CRIU returns, and a mismatch kills the tree (the failure path below). MERGE: await
-    // it in #13's post-restore stage instead, so that a damaged tree is never resumed.
     pagesCheck = startPages(request.imagesDir, integrity)
-    const imagesVerdict = () => pagesVerdict(request.imagesDir, pagesCheck)
     run = new CriuRun({...plan, ...criuLimits(request)}, env)
     release = supervise(run, request.timeout, io)
 
@@ -436,27 +517,29 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
         logFile: existsSync(plan.logFile) ? plan.logFile : undefined,
         namespaces,
         pid,
+        tasks: check!.tasks,
         workDir: work.temporary ? undefined : workDir,
       }
     }
 
     if (!request.detached) {
-      const attached = await attachedRestore(run, plan, {images: imagesVerdict, pins}, io)
-      if (run.stopped) throw run.stopped
-      if (attached.pid === undefined) throw criuFailure('restore', plan.logFile, attached.exit, {ran, stderr: run.stderr})
-      if (attached.exit.code !== 0) {
-        throw new FailedError(`CRIU, waiting for the restored tree (PID ${attached.pid}), ended with ${attached.exit.signal ?? `exit code ${attached.exit.code}`}`, undefined, plan.logFile)
-      }
-
-      return result(attached.namespaces!, attached.pid)
+      const attached = await attachedRestore(run, plan, {check, ran}, pid => {
+        const namespaces = verifyJoins(pid, pins)
+        io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
+        io.restored?.(pid, namespaces, check!.tasks)
+        for (const p of pins) p.close()
+        return namespaces
+      })
+      return result(attached.namespaces, attached.pid)
     }
 
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
-    // integrity (#19), see above; also when CRIU failed: damage explains a failure better than CRIU's log
-    await imagesVerdict()
+    check.afterCriu(exit)
+    // Damage explains a failed CRIU better than its log does.
+    if (exit.code !== 0) await pagesVerdict(request.imagesDir, pagesCheck)
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
     return result(verifyJoins(pid, pins), pid)
   } catch (error) {
@@ -471,6 +554,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   } finally {
     pagesCheck.cancel()
     release?.()
+    await check?.gate?.close()
     if (run) releaseSubreaper()
     for (const p of pins) p.close()
   }

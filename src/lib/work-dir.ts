@@ -11,6 +11,9 @@ import {join, resolve} from 'node:path'
 /** Every temporary folder of the plugin starts with this, under the temp folder. */
 export const TEMP_PREFIX = 'oclif-plugin-criu-'
 
+/** What a temporary folder is for: CRIU's work folder of a run, or the post-restore gate's. */
+export type WorkKind = 'checkpoint' | 'gate' | 'restore'
+
 export interface WorkDir {
   readonly path: string
   /** Made for this run (no --work-dir), so it is the run's to remove. */
@@ -18,13 +21,13 @@ export interface WorkDir {
 }
 
 /** The folder a run uses: the user's --work-dir, or a new temporary one. */
-export function makeWorkDir(kind: 'checkpoint' | 'restore', given: string | undefined): WorkDir {
+export function makeWorkDir(kind: WorkKind, given: string | undefined): WorkDir {
   if (given) return {path: resolve(given), temporary: false}
   return {path: mkdtempSync(join(tmpdir(), `${TEMP_PREFIX}${kind}-`)), temporary: true}
 }
 
 /** What a dry run shows for the folder a real run would make. Pure. */
-export function plannedWorkDir(kind: 'checkpoint' | 'restore', given: string | undefined): string {
+export function plannedWorkDir(kind: WorkKind, given?: string): string {
   return given ? resolve(given) : join(tmpdir(), `${TEMP_PREFIX}${kind}-XXXXXX`)
 }
 

@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {ChildProcess, spawn, spawnSync} from 'node:child_process'
-import {chmodSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {chmodSync, existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {Checkpoint, checkpoint, mycli} from '../support/checkpoint.js'
@@ -51,6 +52,11 @@ function startMycli(args: string[], env: NodeJS.ProcessEnv): {done: Promise<{cod
 function gone(pid: number): boolean {
   return !existsSync(`/proc/${pid}`)
 }
+
+/** A workload that appends a line to `log` every 10 ms: its line count shows whether it ran. */
+const ticking = (log: string) => ({python: `import time\nlog = open(${JSON.stringify(log)}, "a", buffering=1)\nwhile True:\n    log.write("tick\\n")\n    time.sleep(0.01)`})
+const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).length
+const gateFolders = () => readdirSync(tmpdir()).filter(f => f.startsWith('oclif-plugin-criu-gate-')).sort()
 
 describe('faults: nothing restored or half-restored is left behind', function () {
   this.timeout(180_000)
@@ -177,5 +183,41 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     expect(r.stdout).to.include(`The restored tree (PID ${ending.pid}) has ended`)
     expect(Date.now() - started, 'it waited for the tree').to.be.above(1000)
     expect(gone(ending.pid)).to.equal(true)
+  })
+
+  describe('at the post-restore stage: every task restored, none resumed, the joins being verified', () => {
+    const cases = [
+      {args: [] as string[], code: 130, how: 'SIGINT', message: 'interrupted by SIGINT: CRIU was stopped and nothing restored is left running'},
+      // Long enough for a busy machine to reach the stage; the held stage outlasts it.
+      {args: ['--timeout', '10'], code: 1, how: '--timeout', message: 'CRIU did not finish within 10 s; it was stopped and nothing restored is left running'},
+    ]
+    for (const {args, code, how, message} of cases) {
+      it(`${how} while CRIU is held at post-restore: exit ${code}, CRIU, the tree and the gate are gone, the workload never ran`, async () => {
+        const log = join(tempDir('criu-tick-'), 'ticks.log')
+        const ckpt = await checkpoint(ticking(log))
+        const ticks = lines(log)
+        const holder = await startHolder(['net'])
+        const gatesBefore = gateFolders()
+        const hold = holdCriuAt('post-restore')
+        const run = startMycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, ...args], hold.env)
+        if (how === 'SIGINT') {
+          await waitFor('CRIU to reach post-restore', hold.reached, 30_000)
+          expect(alive(ckpt.pid), 'CRIU has recreated the task').to.equal(true)
+          run.proc.kill('SIGINT')
+        }
+
+        const r = await run.done
+        expect(hold.reached(), 'CRIU was at post-restore').to.equal(true)
+        expect(r.code, r.stderr).to.equal(code)
+        expect(flat(r.stderr)).to.include(message)
+        expect(alive(hold.criuPid()), 'CRIU is gone').to.equal(false)
+        expect(gone(ckpt.pid), 'the task is gone and reaped').to.equal(true)
+        expect(gateFolders(), 'the gate folder is removed').to.deep.equal(gatesBefore)
+        await new Promise(r => {
+          setTimeout(r, 200)
+        })
+        expect(lines(log), 'the workload ran no code after the checkpoint').to.equal(ticks)
+      })
+    }
   })
 })

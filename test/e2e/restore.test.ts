@@ -1,10 +1,10 @@
 import {expect} from 'chai'
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {checkpoint, folderDigest, mycli} from '../support/checkpoint.js'
-import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, flat} from '../support/system.js'
+import {addNetns, alive, cleanup, criuPath, nsInode, requireRoot, startHolder, tempDir, track, flat, waitFor} from '../support/system.js'
 
 const ALL = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'time', 'user', 'uts']
 
@@ -148,7 +148,7 @@ describe('restore (real CRIU, real namespaces)', function () {
     expect(r.code, r.stderr).to.equal(0)
     const out = JSON.parse(r.stdout)
     track(out.pid)
-    expect(out).to.have.all.keys('pid', 'criuVersion', 'durationMs', 'workDir', 'logFile', 'namespaces')
+    expect(out).to.have.all.keys('pid', 'criuVersion', 'durationMs', 'workDir', 'logFile', 'namespaces', 'tasks')
     expect(out.pid).to.equal(ckpt.pid)
     expect(out.workDir).to.equal(work)
     expect(out.logFile).to.equal(join(work, 'restore.log'))
@@ -169,7 +169,40 @@ describe('restore (real CRIU, real namespaces)', function () {
     const holder = await startHolder(['net'])
     const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--dry-run'])
     expect(r.code, r.stderr).to.equal(0)
-    expect(r.stdout).to.match(/restore --images-dir \S+ --work-dir \S+ --log-file \S+ -v4 --pidfile \S+ --restore-detached --join-ns net:\/proc\/\d+\/fd\/\d+/)
+    const command = [
+      String.raw`restore --images-dir \S+ --work-dir \S+ --log-file \S+ -v4 --pidfile \S+ --restore-detached`,
+      String.raw`--action-script /tmp/oclif-plugin-criu-gate-X{6}/post-restore --join-ns net:/proc/\d+/fd/\d+`,
+    ]
+    expect(r.stdout).to.match(new RegExp(command.join(' ')))
     expect(alive(ckpt.pid)).to.equal(false)
+  })
+
+  it('a user namespace owned by a non-root user: refused before CRIU starts, with the reason (CRIU 4.2.1 itself fails it)', async () => {
+    const ckpt = await checkpoint()
+    // nobody's own user namespace, mapping only itself (what an unprivileged user can make)
+    const proc = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'unshare', '--user', '--map-root-user', 'sleep', '100000'], {stdio: 'ignore'})
+    const holder = track(proc.pid!)
+    await waitFor('the holder to enter its user namespace', () => {
+      try {
+        return nsInode(holder, 'user') !== nsInode('self', 'user') && readFileSync(`/proc/${holder}/uid_map`, 'utf8').trim() !== ''
+      } catch {
+        return false
+      }
+    })
+    const work = tempDir()
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder}:0:0`, '--allow-user-ns', '-W', work])
+    expect(r.code, r.stderr).to.equal(2)
+    expect(flat(r.stderr)).to.include(`--join-ns "user:${holder}:0:0": that user namespace is owned by uid 65534, not root; CRIU cannot restore into it`)
+    expect(flat(r.stderr)).to.include('Hint: join a user namespace that root created')
+    expect(existsSync(join(work, 'restore.log')), 'CRIU never started').to.equal(false)
+    expect(alive(ckpt.pid)).to.equal(false)
+    // The refusal costs nothing: CRIU 4.2.1 run directly fails this join, with and without IDs.
+    for (const ids of ['', ',0,0']) {
+      const direct = spawnSync(criuPath(), ['restore', '-D', ckpt.dir, '-W', work, '-o', 'direct.log', '-v4', '-d', '-J', `user:/proc/${holder}/ns/user${ids}`], {encoding: 'utf8'})
+      expect(direct.status, `criu restore -J user:...${ids}`).to.equal(1)
+      const log = readFileSync(join(work, 'direct.log'), 'utf8')
+      expect(log).to.match(ids ? /Unable to open \S+\.img: Permission denied/ : /setuid failed while joining userns: Invalid argument/)
+      expect(alive(ckpt.pid)).to.equal(false)
+    }
   })
 })
