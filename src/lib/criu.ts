@@ -81,7 +81,7 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'oclif-plugin-criu')
 }
 
-function readCache<T>(name: string): Record<string, T> {
+export function readCache<T>(name: string): Record<string, T> {
   try {
     return JSON.parse(readFileSync(join(cacheDir(), name), 'utf8')) as Record<string, T>
   } catch {
@@ -89,7 +89,7 @@ function readCache<T>(name: string): Record<string, T> {
   }
 }
 
-function writeCache<T>(name: string, data: Record<string, T>): void {
+export function writeCache<T>(name: string, data: Record<string, T>): void {
   try {
     mkdirSync(cacheDir(), {mode: 0o700, recursive: true})
     writeFileSync(join(cacheDir(), name), JSON.stringify(data), {mode: 0o600})
@@ -99,7 +99,7 @@ function writeCache<T>(name: string, data: Record<string, T>): void {
 }
 
 /** What identifies one CRIU binary: a replaced or upgraded file has another inode, size or mtime. */
-function binaryKey(path: string): string | undefined {
+export function binaryKey(path: string): string | undefined {
   try {
     const st = statSync(realpathSync(path))
     return `${realpathSync(path)}:${st.ino}:${st.size}:${st.mtimeMs}`

@@ -35,6 +35,21 @@ const root = protobuf.Root.fromJSON({
         threads: {id: 5, rule: 'repeated', type: 'uint32'},
       },
     },
+    // images/pagemap.proto: pagemap-<pid>.img is one PagemapHead, then PagemapEntry records.
+    PagemapEntry: {
+      fields: {
+        compatNrPages: {id: 2, type: 'uint32'}, // required in CRIU's schema; optional here so that the head record decodes too
+        flags: {id: 4, type: 'uint32'},
+        // Newer CRIU writes the count here too (compat_nr_pages is 32 bits).
+        nrPages: {id: 5, type: 'uint64'},
+        vaddr: {id: 1, rule: 'required', type: 'uint64'},
+      },
+    },
+    PagemapHead: {
+      fields: {
+        pagesId: {id: 1, rule: 'required', type: 'uint32'},
+      },
+    },
     // images/stats.proto: what CRIU measured (times in microseconds), written to the work dir
     // as stats-dump / stats-restore.
     StatsEntry: {
@@ -152,11 +167,23 @@ export interface StatsEntry {
   restore?: RestoreStatsEntry
 }
 
+export interface PagemapEntry {
+  compatNrPages?: number
+  flags?: number
+  nrPages?: number
+  vaddr: number
+}
+
+/** criu/include/pagemap.h: the flags of a pagemap entry. */
+export const PE_FLAGS = {LAZY: 1 << 1, PARENT: Math.trunc(1), PRESENT: 1 << 2} as const
+
 export const MESSAGES = {
   ids: root.lookupType('TaskKobjIdsEntry'),
   inventory: root.lookupType('InventoryEntry'),
   netdev: root.lookupType('NetDeviceEntry'),
   netns: root.lookupType('NetnsEntry'),
+  pagemapEntry: root.lookupType('PagemapEntry'),
+  pagemapHead: root.lookupType('PagemapHead'),
   pstree: root.lookupType('PstreeEntry'),
   stats: root.lookupType('StatsEntry'),
   utsns: root.lookupType('UtsnsEntry'),

@@ -14,6 +14,7 @@ import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, 
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {JoinNsSpec, quote} from './join-ns.js'
+import {LazyPages, lazyPagesCommand, LazyPagesIO, lazyPagesProblems, LazyPagesResult, lazyPagesSupport, planLazyPages} from './lazy-pages.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
@@ -34,6 +35,8 @@ export interface RestoreRequest {
   fileLocks?: boolean
   imagesDir: string
   joinNs: readonly JoinNsSpec[]
+  /** Restore with CRIU's lazy-pages daemon serving the memory (see lazy-pages.ts). */
+  lazyPages?: boolean
   logFile?: string
   manageCgroups?: ManageCgroupsMode
   pidfile?: string
@@ -43,6 +46,8 @@ export interface RestoreRequest {
   timeout?: number
   /** CRIU's log level, 0-4; default 4 so that failures can be explained from the log. */
   verbosity?: number
+  /** With lazyPages: wait until every page has arrived (default true). */
+  waitPages?: boolean
   workDir?: string
 }
 
@@ -99,6 +104,7 @@ export function planRestore(
   if (request.extUnixSk) argv.push('--ext-unix-sk')
   if (request.fileLocks) argv.push('--file-locks')
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
+  if (request.lazyPages) argv.push('--lazy-pages')
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
   const inheritFds: number[] = []
   for (const join of facts.joins) {
@@ -114,7 +120,7 @@ export function planRestore(
 }
 
 /** Hooks for the shell: progress display and signal handling live with the caller. */
-export interface RestoreIO extends CriuIO {
+export interface RestoreIO extends CriuIO, LazyPagesIO {
   /** With --no-restore-detached: the tree is restored and verified, and is now being waited for. */
   restored?: (pid: number, namespaces: JoinedNamespace[]) => void
 }
@@ -129,6 +135,8 @@ export interface JoinedNamespace {
 export interface RestoreResult {
   criuVersion: string
   durationMs: number
+  /** With --lazy-pages: the times, the memory served and the daemon. */
+  lazyPages?: LazyPagesResult
   logFile: string
   namespaces: JoinedNamespace[]
   pid: number
@@ -138,6 +146,8 @@ export interface RestoreResult {
 export interface DryRunResult {
   command: string
   criuVersion: string
+  /** With --lazy-pages: the daemon's command, started before `command`. */
+  lazyPagesCommand?: string
   plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
 }
 
@@ -211,8 +221,8 @@ function isDirectory(path: string): boolean {
 
 /** Everything before CRIU starts: the same for a real run and a dry run. */
 async function prepare(request: RestoreRequest) {
-  const problems = findProblems(request).filter(p => p.severity === 'error')
-  if (problems.length > 0) throw new RefusedError(problems.map(p => p.message).join('\n'))
+  const problems = [...findProblems(request).filter(p => p.severity === 'error').map(p => p.message), ...lazyPagesProblems(request)]
+  if (problems.length > 0) throw new RefusedError(problems.join('\n'))
   if (!request.dryRun && !hasAdminCapability()) {
     throw new FailedError('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN', 'run it as root (sudo)')
   }
@@ -229,6 +239,11 @@ async function prepare(request: RestoreRequest) {
   try {
     const criu = findCriu(request.criuPath)
     const version: CriuVersion = await criuVersion(criu)
+    if (request.lazyPages) {
+      const support = await lazyPagesSupport(criu, version)
+      if (!support.supported) throw new FailedError(`--lazy-pages cannot work here: ${support.reason}`, 'restore without --lazy-pages')
+    }
+
     return {criu, images, pins, version}
   } catch (error) {
     for (const p of pins) p.close()
@@ -256,6 +271,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
     return {
       command: formatCommand(plan.criu, plan.argv, plan.env),
       criuVersion: version.text,
+      lazyPagesCommand: request.lazyPages ? lazyPagesCommand(planLazyPages({criu, imagesDir: request.imagesDir, workDir}), plan.env) : undefined,
       plan: {namespaces: planNamespaces(images, request), pidfile: plan.pidfile, workDir},
     }
   } finally {
@@ -376,6 +392,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   const {criu, images, pins, version} = await prepare(request)
   let release: (() => void) | undefined
   let run: CriuRun | undefined
+  let lazy: LazyPages | undefined
   try {
     const workDir = request.workDir ? resolve(request.workDir) : mkdtempSync(join(tmpdir(), 'mycli-restore-'))
     const plan = planRestore(request, {
@@ -388,12 +405,14 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
+    if (request.lazyPages) lazy = await LazyPages.start({criu, env, imagesDir: request.imagesDir, timeout: request.timeout, workDir}, io)
     run = new CriuRun(plan, env)
     release = supervise(run, request.timeout, io)
 
-    const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => ({
+    const result = (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): RestoreResult => ({
       criuVersion: version.text,
       durationMs: Date.now() - started,
+      lazyPages,
       logFile: plan.logFile,
       namespaces,
       pid,
@@ -416,8 +435,12 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const pid = readPid(plan.pidfile)
     if (run.stopped) throw run.stopped
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
-    return result(verifyJoins(pid, pins), pid)
+    const namespaces = verifyJoins(pid, pins)
+    if (!lazy) return result(namespaces, pid)
+    lazy.restored(await pidsToRestore(request.imagesDir))
+    return result(namespaces, pid, await lazy.settle(started, request.waitPages ?? true, io))
   } catch (error) {
+    await lazy?.shutdown(error instanceof InterruptedError ? error : new FailedError('restore failed'))
     if (run) {
       run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
       await run.exited.catch(() => {})
