@@ -259,7 +259,7 @@ export class LazyPages {
     const plan = planLazyPages(facts)
     const run = new DaemonRun(plan, facts.env, {detached: true, statusPipe: true})
     const lazy = new LazyPages(plan, total, run)
-    lazy.unsupervise = supervise(run, facts.timeout, io, 'the lazy-pages daemon was stopped and nothing restored is left running')
+    lazy.unsupervise = supervise(run, facts.timeout, io, 'the restored tree, if any, was ended first')
     const ready = new Promise<boolean>(done => {
       run.status!.once('data', () => done(true))
       run.status!.once('end', () => done(false))
