@@ -168,7 +168,8 @@ const mib = (n: number) => (n / 1024 / 1024).toFixed(1)
 export function progressBar(arrived: number, total: number, width = 24): string {
   const part = total > 0 ? Math.min(1, arrived / total) : 1
   const filled = Math.round(part * width)
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(part * 100)).padStart(3)}%  ${mib(arrived)} of ${mib(total)} MiB`
+  const shown = Math.min(arrived, total)
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(part * 100)).padStart(3)}%  ${mib(shown)} of ${mib(total)} MiB`
 }
 
 export interface LazyPagesIO extends CriuIO {
