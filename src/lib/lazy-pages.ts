@@ -378,3 +378,31 @@ export class LazyPages {
     if (this.exit === undefined) this.run.stop(reason)
   }
 }
+
+/** The daemon for a --lazy-pages request, started and listening; undefined without --lazy-pages. */
+export async function startLazyPages(
+  request: {imagesDir: string; lazyPages?: boolean; timeout?: number},
+  facts: {criu: string; env: NodeJS.ProcessEnv; workDir: string},
+  io: LazyPagesIO,
+): Promise<LazyPages | undefined> {
+  if (!request.lazyPages) return undefined
+  return LazyPages.start({...facts, imagesDir: request.imagesDir, timeout: request.timeout}, io)
+}
+
+/** Once the tree is restored and verified: hand the daemon the tree's PIDs and settle (see LazyPages.settle). */
+export async function settleLazyPages(
+  lazy: LazyPages | undefined,
+  request: {imagesDir: string; waitPages?: boolean},
+  started: number,
+  io: LazyPagesIO,
+): Promise<LazyPagesResult | undefined> {
+  if (!lazy) return undefined
+  const {checkpointPids} = await import('./image-reader.js')
+  lazy.restored(checkpointPids(request.imagesDir))
+  return lazy.settle(started, request.waitPages ?? true, io)
+}
+
+/** After a failure anywhere in the restore: the tree (if restored) and then the daemon are ended. */
+export async function shutdownLazyPages(lazy: LazyPages | undefined, error: unknown): Promise<void> {
+  await lazy?.shutdown(error instanceof InterruptedError ? error : new FailedError('restore failed'))
+}

@@ -14,7 +14,18 @@ import {criuEnvironment, criuFailure, CriuVersion, criuVersion, Exit, findCriu, 
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {JoinNsSpec, quote} from './join-ns.js'
-import {LazyPages, lazyPagesCommand, LazyPagesIO, lazyPagesProblems, LazyPagesResult, lazyPagesSupport, planLazyPages} from './lazy-pages.js'
+import {
+  LazyPages,
+  lazyPagesCommand,
+  LazyPagesIO,
+  lazyPagesProblems,
+  LazyPagesResult,
+  lazyPagesSupport,
+  planLazyPages,
+  settleLazyPages,
+  shutdownLazyPages,
+  startLazyPages,
+} from './lazy-pages.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
@@ -405,7 +416,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
-    if (request.lazyPages) lazy = await LazyPages.start({criu, env, imagesDir: request.imagesDir, timeout: request.timeout, workDir}, io)
+    lazy = await startLazyPages(request, {criu, env, workDir}, io)
     run = new CriuRun(plan, env)
     release = supervise(run, request.timeout, io)
 
@@ -436,11 +447,9 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (run.stopped) throw run.stopped
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, run.stderr)
     const namespaces = verifyJoins(pid, pins)
-    if (!lazy) return result(namespaces, pid)
-    lazy.restored(await pidsToRestore(request.imagesDir))
-    return result(namespaces, pid, await lazy.settle(started, request.waitPages ?? true, io))
+    return result(namespaces, pid, await settleLazyPages(lazy, request, started, io))
   } catch (error) {
-    await lazy?.shutdown(error instanceof InterruptedError ? error : new FailedError('restore failed'))
+    await shutdownLazyPages(lazy, error)
     if (run) {
       run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
       await run.exited.catch(() => {})
