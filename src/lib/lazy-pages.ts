@@ -276,7 +276,7 @@ export class LazyPages {
     return lazy
   }
 
-  /** The tree is restored: from now on stopping the daemon ends these PIDs first. */
+  /** The PIDs the restore recreates: stopping the daemon ends those that are this process's descendants first. */
   restored(pids: readonly number[]): void {
     this.run.treePids = pids
   }
@@ -386,10 +386,21 @@ export async function startLazyPages(
   io: LazyPagesIO,
 ): Promise<LazyPages | undefined> {
   if (!request.lazyPages) return undefined
-  return LazyPages.start({...facts, imagesDir: request.imagesDir, timeout: request.timeout}, io)
+  const lazy = await LazyPages.start({...facts, imagesDir: request.imagesDir, timeout: request.timeout}, io)
+  // Known before the restore: a stop at any moment from now on ends those of them that are ours.
+  try {
+    const {checkpointPids} = await import('./image-reader.js')
+    lazy.restored(checkpointPids(request.imagesDir))
+  } catch (error) {
+    const failure = new FailedError(`--images-dir ${quote(request.imagesDir)}: cannot read pstree.img: ${(error as Error).message}`)
+    await lazy.shutdown(failure)
+    throw failure
+  }
+
+  return lazy
 }
 
-/** Once the tree is restored and verified: hand the daemon the tree's PIDs and settle (see LazyPages.settle). */
+/** Once the tree is restored and verified: wait for the pages, or not (see LazyPages.settle). */
 export async function settleLazyPages(
   lazy: LazyPages | undefined,
   request: {imagesDir: string; waitPages?: boolean},
@@ -397,8 +408,6 @@ export async function settleLazyPages(
   io: LazyPagesIO,
 ): Promise<LazyPagesResult | undefined> {
   if (!lazy) return undefined
-  const {checkpointPids} = await import('./image-reader.js')
-  lazy.restored(checkpointPids(request.imagesDir))
   return lazy.settle(started, request.waitPages ?? true, io)
 }
 
