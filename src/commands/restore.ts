@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import {Flags, ux} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {describeContainer, hostResolver, joinContainer, ResolvedContainer} from '../lib/containers.js'
@@ -7,6 +7,7 @@ import {
   emptyNs, JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
   logLimit, stallTimeout,
 } from '../lib/flags.js'
+import {progressBar} from '../lib/lazy-pages.js'
 import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
@@ -72,6 +73,14 @@ export default class Restore extends CriuCommand {
       ].join('\n\n'),
       summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
     }),
+    'lazy-pages': Flags.boolean({
+      description: [
+        'CRIU\'s lazy-pages daemon is started for the images (in the same --work-dir), the tree is restored with its memory left behind, and the daemon delivers the pages through userfaultfd while the tree already runs: a process holding much memory answers long before an eager restore would have read it all. The joins are verified as for any restore.',
+        'By default the command then waits until every page has arrived (the daemon exits 0), with a progress bar on a terminal, and reports the time to restored, the time to all pages and the memory served. If the daemon fails, or the command is interrupted or times out (--timeout counts until all pages arrived), the restored tree is ended before the daemon, so that it never runs on a missing page. The images are only read.',
+        'Refused when lazy pages cannot work here (`criu check --feature uffd-noncoop` fails, or CRIU is too old), and with --no-restore-detached.',
+      ].join('\n\n'),
+      summary: 'Restore at once and let the memory follow (CRIU lazy pages).',
+    }),
     'log-file': Flags.file({
       char: 'o',
       helpGroup: 'CRIU',
@@ -112,6 +121,12 @@ export default class Restore extends CriuCommand {
       min: 0,
       summary: 'CRIU log level, 0-4 (CRIU -v).',
     }),
+    'wait-pages': Flags.boolean({
+      allowNo: true,
+      default: true,
+      description: 'With --no-wait-pages the command returns once the tree is restored and verified, printing the daemon\'s PID and log; the daemon goes on delivering pages and exits by itself when done. Until then the tree depends on it and on the images: if the daemon is killed, the machine reboots, or the images folder goes away, the tree finds zero-filled pages where its memory was (or is gone, after a reboot). Keep the images until the daemon has exited.',
+      summary: 'With --lazy-pages, wait until every page has arrived.',
+    }),
     'work-dir': Flags.directory({
       char: 'W',
       summary: 'Folder for CRIU\'s log, pidfile and stats (default: a new temporary folder).',
@@ -139,6 +154,7 @@ export default class Restore extends CriuCommand {
       fileLocks: flags['file-locks'],
       imagesDir: flags['images-dir'],
       joinNs: [...(flags['join-ns'] ?? []), ...(joined?.joins ?? [])],
+      lazyPages: flags['lazy-pages'],
       logFile: flags['log-file'],
       logLimit: flags['log-limit'],
       stallSeconds: flags['stall-timeout'],
@@ -149,6 +165,7 @@ export default class Restore extends CriuCommand {
       timeout: flags.timeout,
       verbosity: flags.verbose,
       verifyImages: flags['verify-images'],
+      waitPages: flags['wait-pages'],
       workDir: flags['work-dir'],
     }
 
@@ -158,17 +175,32 @@ export default class Restore extends CriuCommand {
       this.log(`Images: ${plan.integrity.verdict}`)
       this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
       for (const row of plan.plan.namespaces) this.log(`  ${row.type.padEnd(7)} ${row.action.padEnd(25)} ${row.detail}`)
+      if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first:\n  ${plan.lazyPagesCommand}`)
       this.log(`Command:\n  ${plan.command}`)
       return {...plan, ...withContainer(container)}
     }
 
+    const bar = Boolean(process.stderr.isTTY) && !this.jsonEnabled()
     const result = await runRestore(request, {
       ...this.criuIO(),
+      pages(arrived, total) {
+        if (!bar) return
+        if (arrived === 0) ux.action.start('Pages arriving')
+        ux.action.status = progressBar(arrived, total)
+        if (arrived >= total) ux.action.stop('all arrived')
+      },
       restored: (pid, namespaces, tasks) => this.report(pid, namespaces, tasks, container),
     })
     if (request.detached) {
       this.report(result.pid, result.namespaces, result.tasks, container)
       this.log(`  CRIU ${result.criuVersion}, ${result.durationMs} ms${result.logFile ? `; log: ${result.logFile}` : ''}`)
+      const lazy = result.lazyPages
+      if (lazy) {
+        const mib = (lazy.bytes / 1024 / 1024).toFixed(1)
+        this.log(lazy.waited
+          ? `  lazy pages: restored after ${lazy.restoredMs} ms, all ${mib} MiB arrived after ${lazy.allPagesMs} ms`
+          : `  lazy pages: restored after ${lazy.restoredMs} ms; the daemon (PID ${lazy.daemon.pid}) is still delivering ${mib} MiB; log: ${lazy.daemon.logFile}. Keep the images until it has exited.`)
+      }
     } else {
       this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status)${result.logFile ? `; log: ${result.logFile}` : ''}`)
     }

@@ -2,8 +2,9 @@
  * Running one CRIU process, for every command that starts CRIU: spawn it, stop it on a signal
  * or a timeout, and say why it was stopped. What to do with the result is the caller's.
  */
-import {ChildProcess, spawn} from 'node:child_process'
+import {ChildProcess, spawn, StdioOptions} from 'node:child_process'
 import {statSync} from 'node:fs'
+import {Readable} from 'node:stream'
 
 import {Exit} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
@@ -46,6 +47,8 @@ export function formatCommand(criu: string, argv: readonly string[], env: Record
 /** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */
 export class CriuRun {
   readonly exited: Promise<Exit>
+  /** CRIU's --status-fd pipe, with options.statusPipe. */
+  readonly status: Readable | undefined
   private reason: FailedError | InterruptedError | undefined
   private stderrText = ''
   private readonly child: ChildProcess
@@ -55,19 +58,38 @@ export class CriuRun {
    */
   readonly log: {file?: string; limitMib: number; stallSeconds?: number}
 
+  /**
+   * options.statusPipe: one more pipe after the inherited fds (CRIU's --status-fd, fd
+   * 3 + inheritFds.length), read through `status`. options.detached: a process group of its
+   * own (a terminal's Ctrl-C reaches only this process, which decides), and no stderr pipe,
+   * so that it can outlive this process (see release()); its log file says what it did.
+   */
   constructor(
     plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]; logFile?: string; logLimitMib?: number; stallSeconds?: number},
     env: NodeJS.ProcessEnv,
+    options: {detached?: boolean; statusPipe?: boolean} = {},
   ) {
     this.log = {file: plan.logFile, limitMib: plan.logLimitMib ?? DEFAULT_LOG_LIMIT_MIB, stallSeconds: plan.stallSeconds}
-    this.child = spawn(plan.criu, plan.argv, {env, stdio: ['ignore', 'ignore', 'pipe', ...plan.inheritFds]})
-    this.child.stderr!.on('data', (chunk: Buffer) => {
+    const stdio: StdioOptions = ['ignore', 'ignore', options.detached ? 'ignore' : 'pipe', ...plan.inheritFds, ...(options.statusPipe ? ['pipe' as const] : [])]
+    this.child = spawn(plan.criu, plan.argv, {detached: options.detached, env, stdio})
+    this.status = options.statusPipe ? (this.child.stdio[3 + plan.inheritFds.length] as Readable) : undefined
+    this.child.stderr?.on('data', (chunk: Buffer) => {
       this.stderrText += chunk.toString()
     })
     this.exited = new Promise((resolveExit, rejectExit) => {
       this.child.once('error', error => rejectExit(new FailedError(`cannot start CRIU (${plan.criu}): ${error.message}`)))
       this.child.once('exit', (code, signal) => resolveExit({code, signal}))
     })
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid
+  }
+
+  /** Let CRIU run on after this process exits (a detached run only). */
+  release(): void {
+    this.status?.destroy()
+    this.child.unref()
   }
 
   get stderr(): string {

@@ -111,7 +111,7 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
  * writable by no one else, and every folder on the way is trusted (trust.ts); anything else is
  * ignored, and the answer is worked out again.
  */
-function readCache<T>(name: string): Record<string, T> {
+export function readCache<T>(name: string): Record<string, T> {
   try {
     const text = readOwnFile(join(cacheDir(), name))
     return text === undefined ? {} : JSON.parse(text) as Record<string, T>
@@ -121,7 +121,7 @@ function readCache<T>(name: string): Record<string, T> {
 }
 
 /** Written whole (new file, then renamed over the old one): never through a link, never half. */
-function writeCache<T>(name: string, data: Record<string, T>): void {
+export function writeCache<T>(name: string, data: Record<string, T>): void {
   try {
     writeOwnFile(join(cacheDir(), name), JSON.stringify(data))
   } catch {
@@ -130,7 +130,7 @@ function writeCache<T>(name: string, data: Record<string, T>): void {
 }
 
 /** What identifies one CRIU binary: a replaced or upgraded file has another inode, size or mtime. */
-function binaryKey(path: string): string | undefined {
+export function binaryKey(path: string): string | undefined {
   try {
     const st = statSync(realpathSync(path))
     return `${realpathSync(path)}:${st.ino}:${st.size}:${st.mtimeMs}`

@@ -218,6 +218,8 @@ export interface PagemapEntry {
 /** criu/include/pagemap.h: the entry's pages are in pages-N.img (not in a parent, not lazy). */
 export const PE_PRESENT = 1 << 2
 export const PE_PARENT = Math.trunc(1)
+/** The entry's pages are left to the lazy-pages daemon (dump with --lazy-pages). */
+export const PE_LAZY = 1 << 1
 
 /** fdinfo-N.img: one open fd of a task; `id` is its file's entry in files.img. */
 export interface FdinfoEntry {

@@ -17,6 +17,18 @@ import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {checkBeforeRestore, IntegrityMethod, NO_PAGES_CHECK, pagesVerdict, startPages, verdictLine} from './integrity.js'
 import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
+import {
+  LazyPages,
+  lazyPagesCommand,
+  LazyPagesIO,
+  lazyPagesProblems,
+  LazyPagesResult,
+  lazyPagesSupport,
+  planLazyPages,
+  settleLazyPages,
+  shutdownLazyPages,
+  startLazyPages,
+} from './lazy-pages.js'
 import {PagesCheck} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
@@ -54,6 +66,8 @@ export interface RestoreRequest {
   fileLocks?: boolean
   imagesDir: string
   joinNs: readonly JoinNsSpec[]
+  /** Restore with CRIU's lazy-pages daemon serving the memory (see lazy-pages.ts). */
+  lazyPages?: boolean
   logFile?: string
   /** MiB; CRIU is stopped when its log grows past this (criu-run.ts DEFAULT_LOG_LIMIT_MIB). */
   logLimit?: number
@@ -69,6 +83,8 @@ export interface RestoreRequest {
   verbosity?: number
   /** Check the images (manifest, else structure) before and while CRIU reads them; default true. */
   verifyImages?: boolean
+  /** With lazyPages: wait until every page has arrived (default true). */
+  waitPages?: boolean
   workDir?: string
 }
 
@@ -127,6 +143,7 @@ export function planRestore(
   if (request.extUnixSk) argv.push('--ext-unix-sk')
   if (request.fileLocks) argv.push('--file-locks')
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
+  if (request.lazyPages) argv.push('--lazy-pages')
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
   if (facts.actionScript !== undefined) argv.push('--action-script', facts.actionScript)
   const inheritFds: number[] = []
@@ -143,7 +160,7 @@ export function planRestore(
 }
 
 /** Hooks for the shell: progress display and signal handling live with the caller. */
-export interface RestoreIO extends CriuIO {
+export interface RestoreIO extends CriuIO, LazyPagesIO {
   /** With --no-restore-detached: the tree is restored and verified, and is now being waited for. */
   restored?: (pid: number, namespaces: JoinedNamespace[], tasks: VerifiedTask[]) => void
 }
@@ -158,6 +175,8 @@ export interface JoinedNamespace {
 export interface RestoreResult {
   criuVersion: string
   durationMs: number
+  /** With --lazy-pages: the times, the memory served and the daemon. */
+  lazyPages?: LazyPagesResult
   /** Absent when it was in the temporary work folder, which a restore that succeeded removes. */
   logFile?: string
   namespaces: JoinedNamespace[]
@@ -172,6 +191,8 @@ export interface DryRunResult {
   command: string
   criuVersion: string
   integrity: {files: number; method: IntegrityMethod; verdict: string}
+  /** With --lazy-pages: the daemon's command, started before `command`. */
+  lazyPagesCommand?: string
   plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
 }
 
@@ -261,8 +282,8 @@ export function userJoinRefusal(pins: readonly {ns: NamespaceDesc; ownerUid?: nu
 
 /** Everything before CRIU starts: the same for a real run and a dry run. */
 async function prepare(request: RestoreRequest) {
-  const problems = findProblems(request).filter(p => p.severity === 'error')
-  if (problems.length > 0) throw new RefusedError(problems.map(p => p.message).join('\n'))
+  const problems = [...findProblems(request).filter(p => p.severity === 'error').map(p => p.message), ...lazyPagesProblems(request)]
+  if (problems.length > 0) throw new RefusedError(problems.join('\n'))
   if (!request.dryRun && !hasAdminCapability()) {
     throw new FailedError('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN', 'run it as root (sudo)')
   }
@@ -286,6 +307,11 @@ async function prepare(request: RestoreRequest) {
     const found = findCriu(request.criuPath)
     // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
     const version: CriuVersion = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
+    if (request.lazyPages) {
+      const support = await lazyPagesSupport(found.path, version)
+      if (!support.supported) throw new FailedError(`--lazy-pages cannot work here: ${support.reason}`, 'restore without --lazy-pages')
+    }
+
     return {criu: found.path, images, integrity, pins, ran: describeCriu(found, version), version}
   } catch (error) {
     for (const p of pins) p.close()
@@ -315,6 +341,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
       command: formatCommand(plan.criu, plan.argv, plan.env),
       criuVersion: version.text,
       integrity: {files: integrity.files, method: integrity.method, verdict: verdictLine(integrity)},
+      lazyPagesCommand: request.lazyPages ? lazyPagesCommand(planLazyPages({criu, imagesDir: request.imagesDir, workDir}), plan.env) : undefined,
       plan: {namespaces: planNamespaces(images, request), pidfile: plan.pidfile, workDir},
     }
   } finally {
@@ -491,6 +518,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   const work = makeWorkDir('restore', request.workDir)
   const workDir = work.path
   let logFile = join(workDir, 'restore.log')
+  let lazy: LazyPages | undefined
   try {
     check = new TreeCheck(request, pins, version.text, pagesChecks(request.imagesDir, integrity, () => pagesCheck))
     const plan = planRestore(request, {
@@ -506,14 +534,16 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
     pagesCheck = startPages(request.imagesDir, integrity)
+    lazy = await startLazyPages(request, {criu, env, workDir}, io)
     run = new CriuRun({...plan, ...criuLimits(request)}, env)
     release = supervise(run, request.timeout, io)
 
-    const result = (namespaces: JoinedNamespace[], pid: number): RestoreResult => {
+    const result = (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): RestoreResult => {
       removeWorkDir(work)
       return {
         criuVersion: version.text,
         durationMs: Date.now() - started,
+        lazyPages,
         logFile: existsSync(plan.logFile) ? plan.logFile : undefined,
         namespaces,
         pid,
@@ -541,8 +571,10 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     // Damage explains a failed CRIU better than its log does.
     if (exit.code !== 0) await pagesVerdict(request.imagesDir, pagesCheck)
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
-    return result(verifyJoins(pid, pins), pid)
+    const namespaces = verifyJoins(pid, pins)
+    return result(namespaces, pid, await settleLazyPages(lazy, request, started, io))
   } catch (error) {
+    await shutdownLazyPages(lazy, error)
     if (run) {
       run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
       await run.exited.catch(() => {})
