@@ -1,7 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
-import {joinNs} from '../lib/flags.js'
+import {commandLine} from '../lib/cli-names.js'
+import {
+  JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNs,
+} from '../lib/flags.js'
 import {runLaunch} from '../lib/launch.js'
 
 export default class Launch extends CriuCommand {
@@ -20,19 +23,23 @@ export default class Launch extends CriuCommand {
   ]
   static override flags = {
     cwd: Flags.directory({exists: true, summary: 'Run the command in this folder (default: the current one).'}),
-    'join-ns': joinNs(),
+    'join-ns': joinNs({
+      description: [JOIN_NS_TARGETS_HELP, 'Only user takes UID and GID: the IDs the program runs as inside that user namespace.', joinableTypesHelp(false)].join('\n\n'),
+      summary: `A namespace to start the program in (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
+    }),
     stderr: Flags.file({summary: 'Append the command\'s stderr to this file (default: /dev/null).'}),
     stdin: Flags.file({summary: 'Read the command\'s stdin from this file (default: /dev/null).'}),
     stdout: Flags.file({summary: 'Append the command\'s stdout to this file (default: /dev/null).'}),
   }
   static override strict = false
-  static override summary = 'Start a program so that it can be checkpointed later (own session, no terminal, no io_uring).'
-  static override usage = '<%= command.id %> [-J NS:PID|NS_FILE...] [--stdout FILE] [--stderr FILE] [--stdin FILE] [--cwd DIR] -- COMMAND [ARG...]'
+  static override summary = 'Start a program so that it can be checkpointed later (no terminal, no io_uring).'
+  // No space inside an option, so that oclif breaks a long line between options.
+  static override usage = '<%= command.id %> [-J NS:TARGET...] [--stdout=FILE] [--stderr=FILE] [--stdin=FILE] [--cwd=DIR] -- CMD [ARG...]'
 
   public async run() {
     const {argv, flags} = await this.parse(Launch)
     const [command, ...args] = argv as string[]
-    if (!command) this.error('give the command to start after --, e.g. launch -- node server.js', {exit: 2})
+    if (!command) this.error(`give the command to start after --, e.g. ${commandLine(this.id ?? 'launch', '-- node server.js')}`, {exit: 2})
     const result = runLaunch({
       args,
       command,

@@ -58,6 +58,8 @@ const yesNo = (ok: boolean) => (ok ? 'yes' : 'no')
 /** A feature row backed by `criu check --feature NAME`. */
 function criuFeature(feature: string, criuName: string, label: string, affects: string): DoctorCheck {
   return async ctx => {
+    // A CRIU that cannot run here cannot say what the kernel offers: unknown, not "no".
+    if (!ctx.check?.ok) return {blocking: false, feature, label, ok: null, says: `${affects} (unknown: this CRIU cannot run here)`, value: 'unknown'}
     const ok = await ctx.feature(criuName)
     return {blocking: false, feature, label, ok, says: affects, value: yesNo(ok)}
   }

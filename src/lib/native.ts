@@ -161,7 +161,10 @@ function explainOpen(error: NativeError, what: string): string {
 
   case 'EACCES':
   case 'EPERM': {
-    return `${what} cannot be opened: permission denied (run as root)`
+    // Root is refused too where the target sits outside what this process may see (a sandbox's PID 1).
+    return process.geteuid?.() === 0
+      ? `${what} cannot be opened: permission denied, even to root here (the process is outside what this sandbox or user namespace lets us open)`
+      : `${what} cannot be opened: permission denied (run as root)`
   }
 
   case 'ESRCH': {

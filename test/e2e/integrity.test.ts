@@ -201,7 +201,7 @@ describe('integrity: a damaged checkpoint is never restored, never hangs, never 
       // What is left: CRIU's work dir with its log (named in the message), nothing else.
       const left = readdirSync(temp)
       expect(left.length, left.join(' ')).to.equal(1)
-      expect(left[0]).to.match(/^mycli-restore-/)
+      expect(left[0]).to.match(/^oclif-plugin-criu-restore-/)
     }
   })
 

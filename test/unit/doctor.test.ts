@@ -48,6 +48,8 @@ describe('the doctor\'s report (pure, from the facts)', () => {
     const failing = await report(facts({check: {ok: false, reason: 'cannot run on this kernel: kerndat (vDSO) failed'}, feature: async () => false}))
     expect(failing).to.include({usable: false, wayOut: 'the way out'})
     expect(failing.reasons).to.deep.equal(['criu check: cannot run on this kernel: kerndat (vDSO) failed'])
+    // A CRIU that cannot run says nothing about the kernel: its feature rows are unknown, not "no".
+    expect(failing.checks.find(c => c.label === 'time namespaces')).to.include({ok: null, value: 'unknown'})
     expect((await report(facts({version: parseCriuVersion('Version: 3.13\n')}))).reasons).to.deep.equal(['version: too old: needs 3.14 or newer'])
     const missing = await report(facts({check: undefined, findError: 'CRIU not found on PATH', found: undefined, version: undefined}))
     expect(missing).to.include({path: null, usable: false, version: null})
