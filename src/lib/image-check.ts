@@ -6,7 +6,7 @@
  * message naming the file. What it cannot see: a changed value that still decodes, and any
  * damage to page contents that keeps the size (that needs the manifest).
  */
-import {readdirSync, readFileSync, statSync} from 'node:fs'
+import {Dirent, readdirSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
 import type {Damage} from './manifest.js'
@@ -65,7 +65,10 @@ class Folder {
   readonly records = new Map<string, Uint8Array[]>()
 
   constructor(readonly dir: string) {
-    this.names = new Set(readdirSync(dir, {withFileTypes: true}).filter(e => e.isFile()).map(e => e.name))
+    // A link to a file counts as that file: links inside the folder are allowed (checkImagesDir
+    // refuses the ones that lead out of it before this runs).
+    const isFile = (e: Dirent) => e.isFile() || (e.isSymbolicLink() && statSync(join(dir, e.name), {throwIfNoEntry: false})?.isFile() === true)
+    this.names = new Set(readdirSync(dir, {withFileTypes: true}).filter(e => isFile(e)).map(e => e.name))
   }
 
   /** Decode a record with its message; a required field missing is damage too. */

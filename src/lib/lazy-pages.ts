@@ -182,7 +182,8 @@ export interface LazyPagesIO extends CriuIO {
 export interface LazyPagesResult {
   /** Bytes of memory the daemon serves (lazy pagemap entries). */
   bytes: number
-  daemon: {logFile: string; pid: number}
+  /** The daemon's log is absent when it was in the temporary work folder, removed after a waited restore. */
+  daemon: {logFile?: string; pid: number}
   /** Milliseconds from the command's start until every page had arrived (undefined with --no-wait-pages). */
   allPagesMs?: number
   /** Milliseconds from the command's start until the tree was restored and verified. */

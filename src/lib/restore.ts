@@ -539,11 +539,14 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     release = supervise(run, request.timeout, io)
 
     const result = (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): RestoreResult => {
-      removeWorkDir(work)
+      // A lazy-pages daemon still delivering (--no-wait-pages) has its socket and log in the folder: it stays.
+      const daemonRuns = lazyPages !== undefined && !lazyPages.waited
+      if (!daemonRuns) removeWorkDir(work)
+      const removed = work.temporary && !daemonRuns
       return {
         criuVersion: version.text,
         durationMs: Date.now() - started,
-        lazyPages,
+        lazyPages: lazyPages && removed ? {...lazyPages, daemon: {pid: lazyPages.daemon.pid}} : lazyPages,
         logFile: existsSync(plan.logFile) ? plan.logFile : undefined,
         namespaces,
         pid,

@@ -9,12 +9,12 @@
  */
 import {expect} from 'chai'
 import {ChildProcess, spawn, spawnSync} from 'node:child_process'
-import {chmodSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
-import {join} from 'node:path'
+import {chmodSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {dirname, join} from 'node:path'
 
 import {folderDigest, mycli} from '../support/checkpoint.js'
 import {
-  alive, BIN, cleanup, criuPath, flat, nsInode, requireRoot, startHolder, tempDir, track, waitFor,
+  alive, BIN, cleanup, criuPath, flat, keptWorkDir, nsInode, requireRoot, startHolder, tempDir, track, waitFor,
 } from '../support/system.js'
 
 /** Holds MiB of known data (block i is sha256(i) repeated); answers "checksum?" through files. */
@@ -142,7 +142,9 @@ describe('restore --lazy-pages (real CRIU, real userfaultfd)', function () {
     const ckpt = await checkpointMemory(128)
     const digest = folderDigest(ckpt.dir)
     const holder = await startHolder(['net'])
-    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--lazy-pages', '--json'])
+    // Its own work dir, so that the daemon's log stays for the test to read (a temporary one goes after success).
+    const work = tempDir('criu-lazy-work-')
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--lazy-pages', '--json', '-W', work])
     expect(r.code, r.stderr).to.equal(0)
     const result = JSON.parse(r.stdout)
     const pid = track(result.pid)
@@ -173,6 +175,8 @@ describe('restore --lazy-pages (real CRIU, real userfaultfd)', function () {
     await waitFor('the daemon to exit by itself', () => !alive(daemon), 60_000)
     expect(readFileSync(m![2], 'utf8')).to.match(/UFFD transferred pages: \((\d+)\/\1\)/)
     expect(folderDigest(ckpt.dir)).to.equal(digest)
+    // The daemon's folder outlives the command (its socket and log were there); the test removes it.
+    rmSync(dirname(m![2]), {force: true, recursive: true})
   })
 
   it('a daemon killed before all pages arrived: the tree is ended, exit 1, images unchanged', async () => {
@@ -184,6 +188,7 @@ describe('restore --lazy-pages (real CRIU, real userfaultfd)', function () {
     const r = await cli.done
     expect(r.code, r.stderr).to.equal(1)
     expect(flat(r.stderr)).to.include('the lazy-pages daemon ended before all pages arrived (SIGKILL); the restored tree, if any, was ended')
+    expect(keptWorkDir(r.stderr), 'the failed restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
     expect(alive(ckpt.pid), 'the restored tree is gone').to.equal(false)
     expect(folderDigest(ckpt.dir)).to.equal(digest)
   })
@@ -197,6 +202,7 @@ describe('restore --lazy-pages (real CRIU, real userfaultfd)', function () {
     const r = await cli.done
     expect(r.code, r.stderr).to.equal(130)
     expect(flat(r.stderr)).to.include('interrupted by SIGINT')
+    expect(keptWorkDir(r.stderr), 'the interrupted restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
     expect(alive(ckpt.pid)).to.equal(false)
     expect(alive(daemon)).to.equal(false)
     expect(folderDigest(ckpt.dir)).to.equal(digest)
@@ -210,6 +216,7 @@ describe('restore --lazy-pages (real CRIU, real userfaultfd)', function () {
     const r = await cli.done
     expect(r.code, r.stderr).to.equal(1)
     expect(flat(r.stderr)).to.include('CRIU did not finish within 8 s; it was stopped and the restored tree, if any, was ended first')
+    expect(keptWorkDir(r.stderr), 'the stopped restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
     expect(alive(ckpt.pid)).to.equal(false)
     expect(alive(daemon)).to.equal(false)
     expect(folderDigest(ckpt.dir)).to.equal(digest)
@@ -222,7 +229,8 @@ describe('restore --lazy-pages (real CRIU, real userfaultfd)', function () {
     const broken = tempDir('criu-lazy-broken-')
     for (const f of readdirSync(ckpt.dir)) writeFileSync(join(broken, f), readFileSync(join(ckpt.dir, f)).subarray(0, f === 'pstree.img' ? 12 : undefined))
     const work = tempDir('criu-lazy-work-')
-    const r = mycli(['restore', '-D', broken, '--lazy-pages', '-W', work])
+    // --no-verify-images: the damage is for the daemon to meet (the structure check would refuse it first).
+    const r = mycli(['restore', '-D', broken, '--lazy-pages', '--no-verify-images', '-W', work])
     expect(r.code, r.stderr).to.equal(1)
     expect(flat(r.stderr)).to.include('the lazy-pages daemon did not start')
     expect(existsSync(join(work, 'restore.log')), 'the restore did not run').to.equal(false)
@@ -254,14 +262,18 @@ describe('restore --lazy-pages (real CRIU, real userfaultfd)', function () {
     const dir = tempDir('criu-lazy-fake-')
     const calls = join(dir, 'calls')
     const fake = join(dir, 'criu')
-    writeFileSync(fake, `#!/bin/sh\necho "$*" >> ${calls}\ncase "$1" in\n--version) echo "Version: 4.2.1";;\ncheck) echo "Error (criu/uffd.c:263): uffd: Lazy pages are not available: Function not implemented" >&2; exit 1;;\n*) exit 3;;\nesac\n`)
+    writeFileSync(fake, `#!/bin/sh\necho "$*" >> ${calls}\ncase "$1" in\n--version) echo "Version: 4.2.1";;\ncheck) if [ "$2" = --feature ]; then echo "Error (criu/uffd.c:263): uffd: Lazy pages are not available: Function not implemented" >&2; exit 1; fi; echo "Looks good.";;\n*) exit 3;;\nesac\n`)
     chmodSync(fake, 0o755)
     const images = tempDir('criu-lazy-img-')
     writeFileSync(join(images, 'inventory.img'), Buffer.from([0x16, 0x31, 0x31, 0x58, 0, 0, 0, 0]))
-    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', images, '--lazy-pages', '--criu-path', fake], {encoding: 'utf8', env: {...process.env, XDG_CACHE_HOME: dir}})
+    // --no-verify-images: the folder is a stand-in; what is tested is the lazy-pages check.
+    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', images, '--lazy-pages', '--no-verify-images', '--criu-path', fake], {encoding: 'utf8', env: {...process.env, XDG_CACHE_HOME: dir}})
     expect(r.status, r.stderr).to.equal(1)
     expect(flat(r.stderr)).to.include('--lazy-pages cannot work here: `criu check --feature uffd-noncoop` fails here')
     expect(flat(r.stderr)).to.include('Lazy pages are not available: Function not implemented')
-    expect(readFileSync(calls, 'utf8')).to.equal('--version\ncheck --feature uffd-noncoop\n')
+    // CRIU was asked its version and its checks, and never asked to restore.
+    const asked = readFileSync(calls, 'utf8').trim().split('\n')
+    expect(asked).to.include('check --feature uffd-noncoop')
+    expect(asked.filter(c => !c.startsWith('check') && c !== '--version'), 'nothing but --version and checks').to.deep.equal([])
   })
 })

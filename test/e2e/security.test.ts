@@ -82,8 +82,9 @@ function ask(answer: boolean): {calls: number; works: boolean | null} {
 
 function refused(r: {code: null | number; stderr: string; stdout: string}, ...parts: string[]): void {
   expect(r.code, r.stderr).to.equal(2)
-  const err = flat(r.stderr)
-  for (const part of parts) expect(err).to.include(part)
+  // oclif breaks a path longer than the line (a long TMPDIR) inside the word: compare without spaces.
+  const err = flat(r.stderr).replaceAll(' ', '')
+  for (const part of parts) expect(err, flat(r.stderr)).to.include(part.replaceAll(' ', ''))
   expect(r.stderr, 'no stack trace').not.to.match(/\n\s+at .+:\d+:\d+/)
 }
 

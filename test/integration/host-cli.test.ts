@@ -194,7 +194,7 @@ describe('the plugin in host CLIs', function () {
       it('help and usage lines speak in the host\'s names', () => {
         const help = run([...commandArgv(host, 'ns exec'), '--help'])
         expect(help.code, help.stderr).to.equal(0)
-        expect(help.stdout).to.include(`$ ${host.bin} ${commandId(host, 'ns exec')} -J NS:TARGET`)
+        expect(help.stdout).to.include(`$ ${host.bin} ${commandId(host, 'ns exec')} [-J NS:TARGET`)
         expect(help.stdout).to.include(`$ ${host.bin} ${commandId(host, 'ns exec')} -J net:1234 -J uts:1234 -- ip addr`)
         expect(help.stdout).not.to.match(host.bin === 'mycli' ? /ns:exec/ : /mycli|ns exec -J/)
         expect(help.stderr).to.equal('')

@@ -155,7 +155,8 @@ export function tempDir(prefix = 'criu-test-'): string {
  * path is read from the message without its line breaks.
  */
 export function keptWorkDir(stderr: string): string | undefined {
-  const m = /Log:(\S+\/oclif-plugin-criu-(?:restore|checkpoint)-\w{6})\/[\w.-]+\.log/.exec(stderr.replaceAll(/[\s›]/g, ''))
+  // Non-greedy and colon-free: a message may name two logs (a daemon's and CRIU's).
+  const m = /Log:([^:]*?\/oclif-plugin-criu-(?:restore|checkpoint)-[A-Za-z\d]{6})\/[\w.-]+\.log/.exec(stderr.replaceAll(/[\s›]/g, ''))
   if (!m || !m[1].startsWith(`${tmpdir()}/`)) return undefined
   tempDirs.add(m[1])
   return m[1]
@@ -181,6 +182,25 @@ export async function cleanup(): Promise<void> {
   netnsNames.clear()
   for (const dir of tempDirs) rmSync(dir, {force: true, recursive: true})
   tempDirs.clear()
+  forgetFailedWorkDirs()
+}
+
+/**
+ * A failed restore or checkpoint keeps its temporary work folder with CRIU's log, by design;
+ * tests that make restores fail on purpose leave those. They are removed here (only folders of
+ * the plugin that hold a log: a run that succeeded removes its folder itself, and the host-CLI
+ * and fault tests check that explicitly).
+ */
+function forgetFailedWorkDirs(): void {
+  for (const name of readdirSync(tmpdir())) {
+    if (!/^oclif-plugin-criu-(?:restore|checkpoint)-[A-Za-z\d]{6}$/.test(name)) continue
+    const dir = join(tmpdir(), name)
+    try {
+      if (readdirSync(dir).some(f => f.endsWith('.log'))) rmSync(dir, {force: true, recursive: true})
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 /** The open fds of this process, as a count. */
