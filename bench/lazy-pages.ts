@@ -16,7 +16,8 @@ import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {setChildSubreaper, waitPid} from '../src/lib/native.js'
+import {setChildSubreaper} from '../src/lib/native.js'
+import {killAndReap} from './reap.js'
 
 const REPO = join(__dirname, '..', '..')
 const BIN = join(REPO, 'bin', 'run.js')
@@ -131,16 +132,6 @@ async function checkpointService(criuPath: string, mib: number): Promise<{dir: s
   const sum = readFileSync(sumFile, 'utf8')
   rmSync(sumFile)
   return {dir, pid: child.pid!, sum}
-}
-
-async function killAndReap(pid: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGKILL')
-  } catch {
-    return
-  }
-
-  await waitPid(pid).catch(() => {})
 }
 
 async function run(kind: 'criu' | 'mycli', criuPath: string, ck: {dir: string; pid: number; sum: string}, h: number) {

@@ -31,6 +31,7 @@ import {namespaceByName} from '../src/lib/namespaces.js'
 import {PinnedNamespace, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
 import {runRestore} from '../src/lib/restore.js'
 import {benchHostCost} from './host-cost.js'
+import {killAndReap} from './reap.js'
 
 const REPO = join(__dirname, '..', '..')
 const BIN = join(REPO, 'bin', 'run.js')
@@ -61,16 +62,6 @@ function holder(): number {
   const h = spawn('unshare', ['--net', '--uts', '--ipc', 'sleep', '100000'], {detached: true, stdio: 'ignore'})
   spawnSync('sleep', ['0.2'])
   return h.pid!
-}
-
-async function killAndReap(pid: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGKILL')
-  } catch {
-    return
-  }
-
-  await waitPid(pid).catch(() => {})
 }
 
 /** Checkpoint a single-process workload; returns its images folder and PID. */

@@ -26,7 +26,7 @@ import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
 import {binaryKey, criuErrorLines, CriuVersion, Exit, formatVersion, readCache, versionAtLeast, writeCache} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
 import {quote} from './join-ns.js'
-import {isRunning, processStat} from './proc.js'
+import {descendsFromThisProcess} from './proc.js'
 
 /** The socket CRIU's daemon binds in its --work-dir (criu/uffd.c LAZY_PAGES_SOCK_NAME). */
 export const LAZY_PAGES_SOCKET = 'lazy-pages.socket'
@@ -192,17 +192,6 @@ export interface LazyPagesResult {
   waited: boolean
 }
 
-/** Whether a process descends from this one (restored trees are ours: this process is their subreaper). */
-function descendsFromUs(pid: number): boolean {
-  let p: number | undefined = pid
-  for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
-    p = isRunning(p) ? processStat(p)?.ppid : undefined
-    if (p === process.pid) return true
-  }
-
-  return false
-}
-
 const sleep = (ms: number) =>
   new Promise(r => {
     setTimeout(r, ms)
@@ -216,7 +205,7 @@ class DaemonRun extends CriuRun {
   treePids: readonly number[] = []
 
   override stop(reason: FailedError | InterruptedError): void {
-    for (const pid of this.treePids.filter(p => descendsFromUs(p))) {
+    for (const pid of this.treePids.filter(p => descendsFromThisProcess(p))) {
       try {
         process.kill(pid, 'SIGKILL')
       } catch {

@@ -45,6 +45,21 @@ export function isRunning(pid: number): boolean {
   return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X'
 }
 
+/**
+ * Whether a process (running or a zombie) descends from this one: restored trees and a killed
+ * CRIU's tasks are ours, since this process is their subreaper. Never true for a process that
+ * merely reuses a PID we knew.
+ */
+export function descendsFromThisProcess(pid: number): boolean {
+  let p: number | undefined = pid
+  for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
+    p = processStat(p)?.ppid
+    if (p === process.pid) return true
+  }
+
+  return false
+}
+
 /** A process's name, IDs (real, effective, saved, fs) and permitted capabilities from /proc/PID/status; undefined when gone. */
 export function processIds(pid: number): undefined | {capabilities: bigint; comm: string; gids: number[]; pid: number; uids: number[]} {
   let status: string

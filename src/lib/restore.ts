@@ -33,7 +33,7 @@ import {PagesCheck} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
-import {processStat} from './proc.js'
+import {descendsFromThisProcess, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {ResumeGate} from './resume-gate.js'
 import {checkCriuOutputs} from './trust.js'
@@ -424,17 +424,6 @@ async function pidsToRestore(imagesDir: string): Promise<number[]> {
   }
 }
 
-/** Whether a process (running or a zombie) descends from this one. */
-function ours(pid: number): boolean {
-  let p: number | undefined = pid
-  for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
-    p = processStat(p)?.ppid
-    if (p === process.pid) return true
-  }
-
-  return false
-}
-
 /**
  * End what a failed restore left: the checkpoint's PIDs that are now our descendants (this
  * process is the subreaper, so a killed CRIU's tasks come to us, not to PID 1), running or
@@ -443,7 +432,7 @@ function ours(pid: number): boolean {
  * touched. Each is reaped once it is our child, so that the PIDs are free again.
  */
 async function endHalfRestored(pids: readonly number[]): Promise<number[]> {
-  const victims = pids.filter(pid => ours(pid))
+  const victims = pids.filter(pid => descendsFromThisProcess(pid))
   for (const pid of victims) killProcess(pid)
   // A task becomes our child when its parent dies: reap in rounds until none is left.
   let left = victims
