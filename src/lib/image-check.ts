@@ -50,7 +50,7 @@ function checkImage(name: string, bytes: Uint8Array): Uint8Array[] {
 }
 
 /** CRIU 3.x+ writes the 64-bit nr_pages (field 5); older images only the 32-bit one. */
-const nrPages = (e: PagemapEntry) => (e.nrPages === undefined ? e.compatNrPages : (typeof e.nrPages === 'number' ? e.nrPages : e.nrPages.toNumber()))
+const nrPages = (e: PagemapEntry) => e.nrPages ?? e.compatNrPages
 
 /** Pages of a pagemap entry that are stored in this checkpoint's pages image. */
 const storedPages = (e: PagemapEntry) => {

@@ -51,7 +51,7 @@ export async function checkIntegrity(dir: string, options: {pages: boolean; stru
     return {damage, files, manifest, method: 'manifest', pagesPending: !options.pages}
   }
 
-  // protobufjs (about 25 ms to load) only for checkpoints without a manifest
+  // The image decoder (protobufjs's minimal runtime) only for checkpoints without a manifest
   const structure = (await import('./image-check.js')).checkStructure(dir)
   return {damage: structure.damage, files: structure.decoded, method: 'structure', pagesPending: false}
 }

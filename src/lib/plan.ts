@@ -2,7 +2,7 @@
  * What a restore will do to each namespace type, from the checkpoint's own images and the
  * request: joined, restored from the images, created empty, new, or inherited.
  *
- * readCheckpointNamespaces() reads the images (effects, protobufjs); planNamespaces() and
+ * readCheckpointNamespaces() reads the images (effects: the image decoder); planNamespaces() and
  * joinConflicts() are pure.
  */
 import {existsSync, readdirSync} from 'node:fs'

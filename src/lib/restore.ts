@@ -413,7 +413,7 @@ function releaseSubreaper(): void {
 
 /**
  * The PIDs the checkpoint recreates; none when pstree.img cannot be read (CRIU said why).
- * Read only after a failure: the image reader's protobufjs would cost every restore 25 ms.
+ * Read only after a failure: a successful restore of a checkpoint with a manifest decodes no image.
  */
 async function pidsToRestore(imagesDir: string): Promise<number[]> {
   try {
