@@ -53,11 +53,20 @@ const xxh = () => {
   return hasher
 }
 
+const hex = (digest: bigint) => digest.toString(16).padStart(16, '0')
+
 /** XXH64 of a file, read in chunks; the next chunk is read (libuv thread) while this one is hashed. */
 export async function digestFile(path: string, cancelled: () => boolean = () => false): Promise<{digest: string; size: number}> {
-  const hash = (await xxh()).create64()
+  const {create64, h64Raw} = await xxh()
   const file = await open(path, 'r')
   try {
+    // Most images are a few hundred bytes: one read of the whole file, no chunk buffers.
+    if ((await file.stat()).size < CHUNK) {
+      const bytes = await file.readFile()
+      return {digest: hex(h64Raw(bytes)), size: bytes.length}
+    }
+
+    const hash = create64()
     const buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)]
     let size = 0
     let which = 0
@@ -72,7 +81,7 @@ export async function digestFile(path: string, cancelled: () => boolean = () => 
       size += bytesRead
     }
 
-    return {digest: hash.digest().toString(16).padStart(16, '0'), size}
+    return {digest: hex(hash.digest()), size}
   } finally {
     await file.close()
   }
