@@ -7,9 +7,8 @@ import {Command, Errors, ux} from '@oclif/core'
 
 import type {CriuIO} from './criu-run.js'
 
-import {useCliNames} from './cli-names.js'
-import {CriuPluginError, EXIT_REFUSED} from './errors.js'
-import {userFacingMessage} from './flags.js'
+import {commandLine, useCliNames} from './cli-names.js'
+import {isExit, jsonText, printError, reportOf} from './error-output.js'
 
 export abstract class CriuCommand extends Command {
   /**
@@ -58,19 +57,22 @@ export abstract class CriuCommand extends Command {
     }
   }
 
+  /**
+   * Every error of the plugin's commands, oclif's parser's included, ends here: printed once, as
+   * text on stderr or (with --json) as one JSON object on stdout, then the process exits with the
+   * error's code. oclif's own printer is not used: it hard-wraps at the terminal width inside
+   * words and paths, and with --json it dumps the parser's whole context.
+   */
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
-    const flagMessage = userFacingMessage(error)
-    if (flagMessage) this.error(flagMessage, {exit: EXIT_REFUSED})
-    if (error instanceof CriuPluginError) {
-      const message = error.hint ? `${error.message}\nHint: ${error.hint}` : error.message
-      if (this.jsonEnabled()) {
-        this.logJson({error: {exitCode: error.exitCode, hint: error.hint, message: error.message}})
-        this.exit(error.exitCode)
-      }
+    if (isExit(error)) throw error
+    if (ux.action.running) ux.action.stop('failed')
 
-      this.error(message, {exit: error.exitCode})
-    }
+    printError(reportOf(error, commandLine(this.id ?? '', '--help')), this.jsonEnabled())
+    return this.exit(reportOf(error).exitCode)
+  }
 
-    return super.catch(error)
+  /** JSON on stdout as every outcome prints it: plain (never coloured), one object. */
+  override logJson(json: unknown): void {
+    process.stdout.write(jsonText(json))
   }
 }
