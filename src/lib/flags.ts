@@ -2,11 +2,13 @@
  * The plugin's typed oclif flags, defined once and shared by every command.
  */
 import {Flags} from '@oclif/core'
+import {resolve} from 'node:path'
 
 import {ContainerRef, JOIN_CONTAINER_GRAMMAR, parseContainerRef} from './containers.js'
 import {DEFAULT_LOG_LIMIT_MIB, DEFAULT_STALL_SECONDS} from './criu-run.js'
+import {RefusedError} from './errors.js'
 import {
-  JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs,
+  JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs, quote,
 } from './join-ns.js'
 import {
   JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, namesOf, parseNamespaceList, POD_SHARED,
@@ -118,6 +120,20 @@ export const stallTimeout = () => Flags.integer({
 export function userFacingMessage(error: unknown): string | undefined {
   if (error instanceof JoinNsError) return error.userMessage
   return undefined
+}
+
+/**
+ * The checkpoint folder, given as -D DIR or as a positional argument (`restore ./ckpt`): the two
+ * are the same input. Refused when neither is given, or both are and name different folders.
+ */
+export function imagesDirOf(flag: string | undefined, arg: string | undefined, example: string): string {
+  if (flag !== undefined && arg !== undefined && resolve(flag) !== resolve(arg)) {
+    throw new RefusedError(`the checkpoint folder is given twice: --images-dir ${quote(flag)} and the argument ${quote(arg)}; give it once`, `e.g. ${example}`)
+  }
+
+  const dir = flag ?? arg
+  if (dir === undefined) throw new RefusedError('missing the checkpoint folder: give it as -D DIR (--images-dir) or as the argument', `e.g. ${example}`)
+  return dir
 }
 
 export {quote} from './join-ns.js'
