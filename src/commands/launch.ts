@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {CriuCommand} from '../lib/base-command.js'
 import {commandLine} from '../lib/cli-names.js'
 import {
-  JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNs,
+  JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNsFor,
 } from '../lib/flags.js'
 import {runLaunch} from '../lib/launch.js'
 
@@ -23,8 +23,8 @@ export default class Launch extends CriuCommand {
   ]
   static override flags = {
     cwd: Flags.directory({exists: true, summary: 'Run the command in this folder (default: the current one).'}),
-    'join-ns': joinNs({
-      description: [JOIN_NS_TARGETS_HELP, 'Only user takes UID and GID: the IDs the program runs as inside that user namespace.', joinableTypesHelp(false)].join('\n\n'),
+    'join-ns': joinNsFor('exec')({
+      description: [JOIN_NS_TARGETS_HELP, 'Only user takes UID and GID: the IDs the program runs as inside that user namespace.', joinableTypesHelp(false, 'exec')].join('\n\n'),
       summary: `A namespace to start the program in (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
     }),
     stderr: Flags.file({summary: 'Append the command\'s stderr to this file (default: /dev/null).'}),
