@@ -40,7 +40,9 @@ describe('prerun hook', () => {
       const {error, stderr, stdout} = await runCommand(['restore', '-D', '/tmp', ...args], {root: REPO})
       expect(entered, 'run() entered').to.equal(0)
       expect(error?.oclif?.exit).to.equal(2)
-      expect(stderr).to.equal(`Error: ${message}\n`)
+      // (A warning, if any, comes before the one error.)
+      expect(stderr.endsWith(`Error: ${message}\n`), stderr).to.equal(true)
+      expect(stderr.match(/Error:/g)).to.have.length(1)
       expect(stdout).to.equal('')
     })
 
