@@ -3,12 +3,15 @@
  * plugin's errors into one message with the documented exit code (never a stack trace), exiting
  * in a way every host CLI understands, and the host's own names for the plugin's commands.
  */
-import {Command, Errors, ux} from '@oclif/core'
+import {Command, Errors, Interfaces, ux} from '@oclif/core'
 
 import type {CriuIO} from './criu-run.js'
 
 import {commandLine, useCliNames} from './cli-names.js'
-import {isExit, jsonText, printError, reportOf} from './error-output.js'
+import {isExit, jsonText, printError, refusalOf, reportOf} from './error-output.js'
+
+type FlagOutput = Interfaces.OutputFlags<Interfaces.FlagInput>
+type ArgOutput = Interfaces.OutputArgs<Interfaces.ArgInput>
 
 export abstract class CriuCommand extends Command {
   /**
@@ -69,6 +72,21 @@ export abstract class CriuCommand extends Command {
 
     printError(reportOf(error, commandLine(this.id ?? '', '--help')), this.jsonEnabled())
     return this.exit(reportOf(error).exitCode)
+  }
+
+  /**
+   * Whatever the parser throws is a refusal before anything started (exit 2), also where oclif
+   * marks no exit code: an argument's own parse function (Args.integer) throws a plain Error.
+   */
+  protected override async parse<F extends FlagOutput, B extends FlagOutput, A extends ArgOutput>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    try {
+      return await super.parse(options, argv)
+    } catch (error) {
+      throw refusalOf(error, commandLine(this.id ?? '', '--help'))
+    }
   }
 
   /** JSON on stdout as every outcome prints it: plain (never coloured), one object. */

@@ -5,7 +5,7 @@
  * so an error from oclif's flag parser, from the hook and from the work itself look the same.
  * Pure, but for `printError`.
  */
-import {CriuPluginError, EXIT_FAILED, EXIT_REFUSED} from './errors.js'
+import {CriuPluginError, EXIT_FAILED, EXIT_REFUSED, RefusedError} from './errors.js'
 
 /** What --json prints for an error, under `error`. */
 export interface ErrorReport {
@@ -47,6 +47,13 @@ export function reportOf(error: unknown, help?: string): ErrorReport {
   const message = raw.replace(SEE_HELP, '').replace(PARSING_FLAG, '$1: ').trim()
   const exit = typeof e.oclif?.exit === 'number' ? e.oclif.exit : (fromParser ? EXIT_REFUSED : EXIT_FAILED)
   return withoutUndefined({exitCode: exit, hint: fromParser && help ? `see \`${help}\`` : undefined, message})
+}
+
+/** An error of the command line's parser as the refusal it is: exit 2, its message and hint as reportOf gives them. */
+export function refusalOf(error: unknown, help?: string): CriuPluginError {
+  if (error instanceof CriuPluginError) return error
+  const report = reportOf(error, help)
+  return new RefusedError(report.message, report.hint ?? (help ? `see \`${help}\`` : undefined))
 }
 
 /** The text for stderr: `Error: ` and the message as it is (never wrapped), then `Hint: `. */
