@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {commandLine} from '../lib/cli-names.js'
+import {RefusedError} from '../lib/errors.js'
 import {
   JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNsFor,
 } from '../lib/flags.js'
@@ -39,7 +40,7 @@ export default class Launch extends CriuCommand {
   public async run() {
     const {argv, flags} = await this.parse(Launch)
     const [command, ...args] = argv as string[]
-    if (!command) this.error(`give the command to start after --, e.g. ${commandLine(this.id ?? 'launch', '-- node server.js')}`, {exit: 2})
+    if (!command) throw new RefusedError(`give the command to start after --, e.g. ${commandLine(this.id ?? 'launch', '-- node server.js')}`)
     const result = runLaunch({
       args,
       command,
