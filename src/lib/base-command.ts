@@ -70,8 +70,9 @@ export abstract class CriuCommand extends Command {
     if (isExit(error)) throw error
     if (ux.action.running) ux.action.stop('failed')
 
-    printError(reportOf(error, commandLine(this.id ?? '', '--help')), this.jsonEnabled())
-    return this.exit(reportOf(error).exitCode)
+    const report = reportOf(error, commandLine(this.id ?? '', '--help'))
+    printError(report, this.jsonEnabled())
+    return this.exit(report.exitCode)
   }
 
   /**
