@@ -24,6 +24,9 @@ function json(r: CliResult, code: number): Record<string, unknown> & {error?: {e
   return out
 }
 
+/** Run the next command without nyc's preload (see asNobody). */
+const NO_NYC = ['env', '-u', 'NODE_OPTIONS']
+
 /** A failed run keeps its temporary work folder for the log it names: the test's to remove. */
 function removeKept(logFile: string | undefined): void {
   if (logFile && dirname(logFile).startsWith(join(tmpdir(), 'oclif-plugin-criu-'))) rmSync(dirname(logFile), {force: true, recursive: true})
@@ -31,12 +34,12 @@ function removeKept(logFile: string | undefined): void {
 
 /** Start the plugin as user nobody, without root's rights. */
 function asNobody(args: string[]): CliResult {
-  // Not under nyc's preload (NODE_OPTIONS): as nobody it cannot write root's coverage folder.
-  const env = {...process.env}
-  delete env.NODE_OPTIONS
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args], {
+  // Not under nyc's preload: as nobody it cannot write root's coverage folder, and its failing
+  // exit handler would print. nyc puts NODE_OPTIONS back into every child's environment, so it
+  // is removed by env(1), after setpriv.
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...NO_NYC, process.execPath, BIN, ...args], {
     encoding: 'utf8',
-    env: {...env, CRIU_PATH: criuPath(), HOME: '/tmp'},
+    env: {...process.env, CRIU_PATH: criuPath(), HOME: '/tmp'},
   })
   return {code: r.status, stderr: r.stderr, stdout: r.stdout}
 }
@@ -304,14 +307,14 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
     })
 
     it('rootless, a namespace it may open but not join: the hint says join the user namespace too, which then works', () => {
-      const script = (joins: string) => `sleep 100000 & P=$!; ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ns exec ${joins} -- readlink /proc/self/ns/net; echo "status=$?"; kill $P`
+      const script = (joins: string) => `sleep 100000 & P=$!; ${NO_NYC.join(' ')} ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ns exec ${joins} -- readlink /proc/self/ns/net; echo "status=$?"; kill $P`
       const denied = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', script('-J net:$P')], {encoding: 'utf8', env: {...process.env, HOME: '/tmp'}})
       expect(denied.stdout).to.include('status=1')
       expect(denied.stderr).to.match(/^Error: cannot join the net namespace of pid \d+: Operation not permitted \(setns\)\n/)
       expect(denied.stderr).to.include('Hint: join the target\'s user namespace too (-J user:PID), which gives the rights to join the others, or run it as root (sudo)\n')
 
       // A target in a user namespace nobody made: with -J user, the join works.
-      const own = `unshare --user --map-root-user --net sleep 100000 & P=$!; sleep 0.5; ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ns exec -J net:$P -J user:$P -- readlink /proc/self/ns/net; echo "status=$?"; readlink /proc/$P/ns/net; kill $P`
+      const own = `unshare --user --map-root-user --net sleep 100000 & P=$!; sleep 0.5; ${NO_NYC.join(' ')} ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ns exec -J net:$P -J user:$P -- readlink /proc/self/ns/net; echo "status=$?"; readlink /proc/$P/ns/net; kill $P`
       const joined = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', own], {encoding: 'utf8', env: {...process.env, HOME: '/tmp'}})
       const [inside, status, target] = joined.stdout.trim().split('\n')
       expect(status, joined.stderr).to.equal('status=0')
