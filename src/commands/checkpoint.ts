@@ -2,11 +2,13 @@ import {Args, Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {NETWORK_LOCK_METHODS, runCheckpoint} from '../lib/checkpoint.js'
-import {externalNs, logLimit, stallTimeout} from '../lib/flags.js'
+import {commandLine} from '../lib/cli-names.js'
+import {externalNs, imagesDirOf, logLimit, stallTimeout} from '../lib/flags.js'
 
 export default class Checkpoint extends CriuCommand {
   static override args = {
     pid: Args.integer({description: 'Root of the process tree to checkpoint.', min: 1, required: true}),
+    dir: Args.directory({description: 'The folder for the images, as -D gives it (give one or the other).'}),
   }
   static override description = [
     'Dumps the process tree rooted at PID with CRIU into --images-dir, ready for `restore`. Without --leave-running the tree is gone afterwards (CRIU ends it once dumped).',
@@ -28,7 +30,7 @@ export default class Checkpoint extends CriuCommand {
     'external-ns': externalNs(),
     'file-locks': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump file locks (CRIU --file-locks).'}),
     force: Flags.boolean({summary: 'Write into --images-dir even when it is not empty.'}),
-    'images-dir': Flags.directory({char: 'D', required: true, summary: 'Folder for the checkpoint images (created when missing).'}),
+    'images-dir': Flags.directory({char: 'D', summary: 'Folder for the checkpoint images (created when missing); or give it as the argument DIR.'}),
     'leave-running': Flags.boolean({summary: 'Let the tree run on after the dump (CRIU --leave-running).'}),
     'log-limit': logLimit(),
     'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network of a dumped net namespace (CRIU --network-lock; skip where iptables is missing).'})(),
@@ -40,11 +42,12 @@ export default class Checkpoint extends CriuCommand {
     'work-dir': Flags.directory({char: 'W', summary: 'Folder for CRIU\'s log (default: a new temporary folder).'}),
   }
   // Short enough for one line at 80 columns; the flags are listed below it.
-  static override usage = '<%= command.id %> PID -D DIR [FLAGS]'
+  static override usage = '<%= command.id %> PID [-D] DIR [FLAGS]'
   static override summary = 'Checkpoint a process tree with CRIU.'
 
   public async run() {
     const {args, flags} = await this.parse(Checkpoint)
+    const imagesDir = imagesDirOf(flags['images-dir'], args.dir, commandLine(this.id ?? 'checkpoint', '1234 -D ./ckpt'))
     const result = await runCheckpoint(
       {
         criuPath: flags['criu-path'],
@@ -53,7 +56,7 @@ export default class Checkpoint extends CriuCommand {
         externalNs: flags['external-ns'] ?? [],
         fileLocks: flags['file-locks'],
         force: flags.force,
-        imagesDir: flags['images-dir'],
+        imagesDir,
         launchCommand: `${this.config.bin} launch`,
         leaveRunning: flags['leave-running'],
         logLimit: flags['log-limit'],
@@ -70,13 +73,14 @@ export default class Checkpoint extends CriuCommand {
     )
     if (flags['dry-run']) {
       this.log(result.command)
-      return result
+      // A dry run measured nothing and wrote nothing: no duration, no log.
+      return {dryRun: true, ...result, durationMs: undefined}
     }
 
     this.log(`Checkpointed process ${result.pid} into ${result.imagesDir} (CRIU ${result.criuVersion}, ${result.durationMs} ms)${result.leftRunning ? '; it runs on' : ''}`)
     for (const e of result.external) this.log(`  ${e.type} namespace (inode ${e.inode}) left out as ${e.key}: restore with -J ${e.type}:TARGET`)
     this.log(`  manifest: ${result.manifest} (${result.manifestFiles} files, xxh64)`)
     if (result.logFile) this.log(`  log: ${result.logFile}`)
-    return result
+    return {dryRun: false, ...result}
   }
 }

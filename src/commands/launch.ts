@@ -2,8 +2,9 @@ import {Flags} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
 import {commandLine} from '../lib/cli-names.js'
+import {RefusedError} from '../lib/errors.js'
 import {
-  JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNs,
+  JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinNsFor,
 } from '../lib/flags.js'
 import {runLaunch} from '../lib/launch.js'
 
@@ -23,8 +24,8 @@ export default class Launch extends CriuCommand {
   ]
   static override flags = {
     cwd: Flags.directory({exists: true, summary: 'Run the command in this folder (default: the current one).'}),
-    'join-ns': joinNs({
-      description: [JOIN_NS_TARGETS_HELP, 'Only user takes UID and GID: the IDs the program runs as inside that user namespace.', joinableTypesHelp(false)].join('\n\n'),
+    'join-ns': joinNsFor('exec')({
+      description: [JOIN_NS_TARGETS_HELP, 'Only user takes UID and GID: the IDs the program runs as inside that user namespace.', joinableTypesHelp(false, 'exec')].join('\n\n'),
       summary: `A namespace to start the program in (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
     }),
     stderr: Flags.file({summary: 'Append the command\'s stderr to this file (default: /dev/null).'}),
@@ -39,7 +40,7 @@ export default class Launch extends CriuCommand {
   public async run() {
     const {argv, flags} = await this.parse(Launch)
     const [command, ...args] = argv as string[]
-    if (!command) this.error(`give the command to start after --, e.g. ${commandLine(this.id ?? 'launch', '-- node server.js')}`, {exit: 2})
+    if (!command) throw new RefusedError(`give the command to start after --, e.g. ${commandLine(this.id ?? 'launch', '-- node server.js')}`)
     const result = runLaunch({
       args,
       command,

@@ -1,12 +1,15 @@
-import {Flags, ux} from '@oclif/core'
+import {Args, Flags, ux} from '@oclif/core'
 
 import {CriuCommand} from '../lib/base-command.js'
+import {findProblems} from '../lib/checks.js'
+import {commandLine} from '../lib/cli-names.js'
 import {describeContainer, hostResolver, joinContainer, ResolvedContainer} from '../lib/containers.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
 import {
-  emptyNs, JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
+  emptyNs, imagesDirOf, JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
   logLimit, stallTimeout,
 } from '../lib/flags.js'
+import {JoinNsSpec} from '../lib/join-ns.js'
 import {progressBar} from '../lib/lazy-pages.js'
 import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
@@ -15,6 +18,9 @@ import {
 import {VerifiedTask} from '../lib/restored-tree.js'
 
 export default class Restore extends CriuCommand {
+  static override args = {
+    dir: Args.directory({description: 'The checkpoint folder, as -D gives it (give one or the other).'}),
+  }
   static override description = [
     'Restores the process tree CRIU checkpointed in --images-dir, joining the namespaces given with -J instead of creating new ones: the way to move a checkpointed process into a running container\'s or pod\'s network, UTS, IPC, time or user namespace.',
     'Before CRIU starts, every -J target is opened and type-checked, and CRIU is told to join exactly the namespace that was checked (through this process\'s open file descriptor), so a target that exits or a PID that is reused in between cannot redirect the join. After the restore, the restored task\'s /proc/PID/ns/* is compared with each target.',
@@ -58,8 +64,7 @@ export default class Restore extends CriuCommand {
     'file-locks': Flags.boolean({helpGroup: 'CRIU', summary: 'Restore file locks (CRIU --file-locks).'}),
     'images-dir': Flags.directory({
       char: 'D',
-      required: true,
-      summary: 'Folder with the checkpoint images (must contain inventory.img).',
+      summary: 'Folder with the checkpoint images (must contain inventory.img); or give it as the argument DIR.',
     }),
     'join-container': joinContainerFlag({
       description: ['The restored tree joins the namespaces of the running container\'s init, as if each were given with -J.', JOIN_CONTAINER_HELP].join('\n\n'),
@@ -97,8 +102,8 @@ export default class Restore extends CriuCommand {
       allowNo: true,
       char: 'd',
       default: true,
-      description: 'On (the default), CRIU exits once the tree is restored and the tree goes on alone. With --no-restore-detached, CRIU stays its parent: this command prints the PID once the restore is verified, then waits until the tree has ended. CRIU (4.2) exits 0 once the tree ends, whatever the tree\'s own exit status, so that status is not known here.',
-      summary: 'Let the restored tree run on its own once restored.',
+      description: 'On (the default), CRIU exits once the tree is restored and the tree goes on alone. With --no-restore-detached, CRIU stays its parent: this command prints the PID once the restore is verified, then waits until the tree has ended. CRIU (4.2) exits 0 once the tree ends, whatever the tree\'s own exit status, so that status is not known here.\n\n-d is CRIU\'s own short form (criu restore -d), kept so that CRIU command lines can be pasted; as detached is the default here, it changes nothing.',
+      summary: 'Let the restored tree run on its own once restored (the default; -d, as in CRIU, changes nothing).',
     }),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree was a shell job with a terminal (CRIU --shell-job).'}),
     'stall-timeout': stallTimeout(),
@@ -133,11 +138,12 @@ export default class Restore extends CriuCommand {
     }),
   }
   // Short enough for one line at 80 columns; the flags are listed below it.
-  static override usage = '<%= command.id %> -D DIR [-J NS:PID|NS_FILE[:UID[:GID]]]... [FLAGS]'
+  static override usage = '<%= command.id %> [-D] DIR [-J NS:PID|NS_FILE[:UID[:GID]]]... [FLAGS]'
   static override summary = 'Restore a CRIU checkpoint into existing namespaces.'
 
   public async run() {
-    const {flags} = await this.parse(Restore)
+    const {args, flags} = await this.parse(Restore)
+    const imagesDir = imagesDirOf(flags['images-dir'], args.dir, commandLine(this.id ?? 'restore', '-D ./ckpt -J net:1234'))
     const joined = flags['join-container']
       ? await joinContainer(flags['join-container'], {emptyNs: flags['empty-ns'], joinNs: flags['join-ns'] ?? []}, {host: hostResolver(this.config)})
       : undefined
@@ -152,7 +158,7 @@ export default class Restore extends CriuCommand {
       emptyNs: flags['empty-ns'] ?? [],
       extUnixSk: flags['ext-unix-sk'],
       fileLocks: flags['file-locks'],
-      imagesDir: flags['images-dir'],
+      imagesDir,
       joinNs: [...(flags['join-ns'] ?? []), ...(joined?.joins ?? [])],
       lazyPages: flags['lazy-pages'],
       logFile: flags['log-file'],
@@ -177,7 +183,7 @@ export default class Restore extends CriuCommand {
       for (const row of plan.plan.namespaces) this.log(`  ${row.type.padEnd(7)} ${row.action.padEnd(25)} ${row.detail}`)
       if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first:\n  ${plan.lazyPagesCommand}`)
       this.log(`Command:\n  ${plan.command}`)
-      return {...plan, ...withContainer(container)}
+      return {dryRun: true, ...plan, ...withContainer(container), ...this.warnings(request)}
     }
 
     const bar = Boolean(process.stderr.isTTY) && !this.jsonEnabled()
@@ -205,7 +211,17 @@ export default class Restore extends CriuCommand {
       this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status)${result.logFile ? `; log: ${result.logFile}` : ''}`)
     }
 
-    return {...result, ...withContainer(container)}
+    return {dryRun: false, ...result, ...withContainer(container), ...this.warnings(request)}
+  }
+
+  /**
+   * With --json the prerun hook prints no warnings (stderr stays empty): they are in the JSON.
+   * Without, they were printed before the command ran.
+   */
+  private warnings(request: {allowUserNs?: boolean; joinNs: JoinNsSpec[]}): {warnings?: string[]} {
+    if (!this.jsonEnabled()) return {}
+    const warnings = findProblems({allowUserNs: request.allowUserNs, joinNs: request.joinNs}).filter(p => p.severity === 'warning').map(p => p.message)
+    return warnings.length > 0 ? {warnings} : {}
   }
 
   private report(pid: number, namespaces: JoinedNamespace[], tasks: VerifiedTask[], container?: ResolvedContainer): void {

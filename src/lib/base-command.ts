@@ -3,13 +3,15 @@
  * plugin's errors into one message with the documented exit code (never a stack trace), exiting
  * in a way every host CLI understands, and the host's own names for the plugin's commands.
  */
-import {Command, Errors, ux} from '@oclif/core'
+import {Command, Errors, Interfaces, ux} from '@oclif/core'
 
 import type {CriuIO} from './criu-run.js'
 
-import {useCliNames} from './cli-names.js'
-import {CriuPluginError, EXIT_REFUSED} from './errors.js'
-import {userFacingMessage} from './flags.js'
+import {commandLine, useCliNames} from './cli-names.js'
+import {isExit, jsonText, printError, refusalOf, reportOf} from './error-output.js'
+
+type FlagOutput = Interfaces.OutputFlags<Interfaces.FlagInput>
+type ArgOutput = Interfaces.OutputArgs<Interfaces.ArgInput>
 
 export abstract class CriuCommand extends Command {
   /**
@@ -58,19 +60,38 @@ export abstract class CriuCommand extends Command {
     }
   }
 
+  /**
+   * Every error of the plugin's commands, oclif's parser's included, ends here: printed once, as
+   * text on stderr or (with --json) as one JSON object on stdout, then the process exits with the
+   * error's code. oclif's own printer is not used: it hard-wraps at the terminal width inside
+   * words and paths, and with --json it dumps the parser's whole context.
+   */
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
-    const flagMessage = userFacingMessage(error)
-    if (flagMessage) this.error(flagMessage, {exit: EXIT_REFUSED})
-    if (error instanceof CriuPluginError) {
-      const message = error.hint ? `${error.message}\nHint: ${error.hint}` : error.message
-      if (this.jsonEnabled()) {
-        this.logJson({error: {exitCode: error.exitCode, hint: error.hint, message: error.message}})
-        this.exit(error.exitCode)
-      }
+    if (isExit(error)) throw error
+    if (ux.action.running) ux.action.stop('failed')
 
-      this.error(message, {exit: error.exitCode})
+    const report = reportOf(error, commandLine(this.id ?? '', '--help'))
+    printError(report, this.jsonEnabled())
+    return this.exit(report.exitCode)
+  }
+
+  /**
+   * Whatever the parser throws is a refusal before anything started (exit 2), also where oclif
+   * marks no exit code: an argument's own parse function (Args.integer) throws a plain Error.
+   */
+  protected override async parse<F extends FlagOutput, B extends FlagOutput, A extends ArgOutput>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    try {
+      return await super.parse(options, argv)
+    } catch (error) {
+      throw refusalOf(error, commandLine(this.id ?? '', '--help'))
     }
+  }
 
-    return super.catch(error)
+  /** JSON on stdout as every outcome prints it: plain (never coloured), one object. */
+  override logJson(json: unknown): void {
+    process.stdout.write(jsonText(json))
   }
 }

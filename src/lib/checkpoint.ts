@@ -17,7 +17,7 @@ import {probeHwBreakpoints} from './native.js'
 import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 import {refuseUndumpable} from './undumpable.js'
-import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir, WorkDir} from './work-dir.js'
+import {keepWorkDirFor, makeWorkDir, noteLogFile, plannedWorkDir, removeWorkDir, WorkDir} from './work-dir.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -222,6 +222,7 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
     // An incomplete checkpoint must not pass for one: remove the folder we made for it.
     if (created) rmSync(request.imagesDir, {force: true, recursive: true})
     keepWorkDirFor(error, work, logFile)
+    noteLogFile(error, logFile)
     throw error
   } finally {
     release()

@@ -8,6 +8,8 @@ export const EXIT_FAILED = 1
 export const EXIT_INTERRUPTED = 130
 
 export class CriuPluginError extends Error {
+  /** CRIU's log, when CRIU ran and wrote one: set where the run fails, printed with the error. */
+  logFile?: string
   override name = 'CriuPluginError'
 
   constructor(
@@ -37,9 +39,10 @@ export class FailedError extends CriuPluginError {
     message: string,
     hint?: string,
     /** CRIU's log, when there is one to read. */
-    readonly logFile?: string,
+    logFile?: string,
   ) {
     super(message, EXIT_FAILED, hint)
+    if (logFile) this.logFile = logFile
   }
 }
 

@@ -3,7 +3,7 @@
  * grammar, checks and pinning. The join happens in the forked child (native spawnJoined).
  */
 import {findProblems} from './checks.js'
-import {FailedError, RefusedError} from './errors.js'
+import {CriuPluginError, RefusedError} from './errors.js'
 import {JoinNsSpec} from './join-ns.js'
 import {pinJoins, spawnJoined, SpawnJoinedError, waitPid} from './native.js'
 
@@ -30,13 +30,18 @@ export function credentials(request: ExecRequest): {gid?: number; uid?: number} 
   return {gid: request.gid ?? user?.gid, uid: request.uid ?? user?.uid}
 }
 
-export class ExecFailure extends FailedError {
-  constructor(
-    message: string,
-    readonly status: number,
-  ) {
-    super(message)
-  }
+/** The command could not be started: exit 1 (a join or the credential switch failed), 126 or 127. */
+export class ExecFailure extends CriuPluginError {
+  override name = 'ExecFailure'
+}
+
+/**
+ * What to do when the kernel refused a join: without root, the rights to join come from the
+ * target's user namespace, which must then be joined too (the child joins it first).
+ */
+export function joinDeniedHint(request: ExecRequest, euid = process.geteuid?.() ?? 0): string | undefined {
+  if (euid === 0 || request.joinNs.some(j => j.ns.name === 'user')) return undefined
+  return 'join the target\'s user namespace too (-J user:PID), which gives the rights to join the others, or run it as root (sudo)'
 }
 
 /** Run the command joined; resolves to the exit status to leave with. */
@@ -50,7 +55,8 @@ export async function runExec(request: ExecRequest): Promise<number> {
   } catch (error) {
     if (!(error instanceof SpawnJoinedError)) throw error
     const status = error.step === 'execve' ? (error.code === 'ENOENT' ? EXIT_NOT_FOUND : EXIT_NOT_RUNNABLE) : 1
-    throw new ExecFailure(error.message, status)
+    const denied = error.step === 'setns' && (error.code === 'EPERM' || error.code === 'EACCES')
+    throw new ExecFailure(error.message, status, denied ? joinDeniedHint(request) : undefined)
   } finally {
     for (const p of pins) p.close()
   }

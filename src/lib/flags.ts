@@ -2,14 +2,16 @@
  * The plugin's typed oclif flags, defined once and shared by every command.
  */
 import {Flags} from '@oclif/core'
+import {resolve} from 'node:path'
 
 import {ContainerRef, JOIN_CONTAINER_GRAMMAR, parseContainerRef} from './containers.js'
 import {DEFAULT_LOG_LIMIT_MIB, DEFAULT_STALL_SECONDS} from './criu-run.js'
+import {RefusedError} from './errors.js'
 import {
-  JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs,
+  JOIN_NS_EXAMPLES, JOIN_NS_GRAMMAR, JoinNsError, JoinNsSpec, parseJoinNs, quote,
 } from './join-ns.js'
 import {
-  JOINABLE, NamespaceDesc, NamespaceListError, NAMESPACES, namesOf, parseNamespaceList, POD_SHARED,
+  joinableBy, JoinUse, NamespaceDesc, NamespaceListError, NAMESPACES, namesOf, parseNamespaceList, POD_SHARED,
 } from './namespaces.js'
 
 /**
@@ -19,28 +21,33 @@ import {
 export const JOIN_NS_TARGETS_HELP = 'Repeat the flag for each namespace. TARGET is a PID (its /proc/PID/ns/NS is used) or a namespace file such as /proc/PID/ns/net or /run/netns/NAME; relative paths resolve against the current directory. For user, the first ":" or "," ends the target (a user-namespace file whose path contains one must be given through a symlink); other types take everything after the first ":" as the target.'
 
 /** The joinable types, one line each (oclif's help keeps lines), with the table's notes if asked. */
-export function joinableTypesHelp(withNotes: boolean): string {
-  const lines = JOINABLE.map(d => `- ${d.name}${withNotes && d.note ? ` (${d.note})` : ''}`)
-  return `Joinable types:\n${lines.join('\n')}\n\nNot joinable: ${NAMESPACES.filter(d => !d.joinable).map(d => d.name).join(', ')}.`
+export function joinableTypesHelp(withNotes: boolean, use: JoinUse = 'restore'): string {
+  const joinable = joinableBy(use)
+  const lines = joinable.map(d => `- ${d.name}${withNotes && d.note ? ` (${d.note})` : ''}`)
+  return `Joinable types:\n${lines.join('\n')}\n\nNot joinable: ${NAMESPACES.filter(d => !joinable.includes(d)).map(d => d.name).join(', ')}.`
 }
 
 /** e.g. "-J net:1234, -J uts:/run/netns/blue, -J user:1234:1000:1000", for summaries. */
 export const JOIN_NS_EXAMPLE_FLAGS = JOIN_NS_EXAMPLES.map(e => `-J ${e}`).join(', ')
 
 /**
- * `-J/--join-ns NS:PID|NS_FILE[:UID[:GID]]`, repeatable; each value parsed to a JoinNsSpec.
+ * `-J/--join-ns NS:PID|NS_FILE[:UID[:GID]]`, repeatable; each value parsed to a JoinNsSpec, for
+ * restore (CRIU joins) or for ns exec and launch (the plugin's child joins).
  * The command gives the summary and description.
  */
-export const joinNs = Flags.custom<JoinNsSpec>({
+export const joinNsFor = (use: JoinUse) => Flags.custom<JoinNsSpec>({
   char: 'J',
   helpGroup: 'NAMESPACE',
   helpValue: JOIN_NS_GRAMMAR,
   multiple: true,
   multipleNonGreedy: true,
   async parse(input) {
-    return parseJoinNs(input, process.cwd())
+    return parseJoinNs(input, process.cwd(), use)
   },
 })
+
+/** restore's -J. */
+export const joinNs = joinNsFor('restore')
 
 /** The --join-container help the commands share: the grammar, and where containers are found. */
 export const JOIN_CONTAINER_HELP = [
@@ -118,6 +125,20 @@ export const stallTimeout = () => Flags.integer({
 export function userFacingMessage(error: unknown): string | undefined {
   if (error instanceof JoinNsError) return error.userMessage
   return undefined
+}
+
+/**
+ * The checkpoint folder, given as -D DIR or as a positional argument (`restore ./ckpt`): the two
+ * are the same input. Refused when neither is given, or both are and name different folders.
+ */
+export function imagesDirOf(flag: string | undefined, arg: string | undefined, example: string): string {
+  if (flag !== undefined && arg !== undefined && resolve(flag) !== resolve(arg)) {
+    throw new RefusedError(`the checkpoint folder is given twice: --images-dir ${quote(flag)} and the argument ${quote(arg)}; give it once`, `e.g. ${example}`)
+  }
+
+  const dir = flag ?? arg
+  if (dir === undefined) throw new RefusedError('missing the checkpoint folder: give it as -D DIR (--images-dir) or as the argument', `e.g. ${example}`)
+  return dir
 }
 
 export {quote} from './join-ns.js'

@@ -9,7 +9,7 @@ import {
 import {RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {namespaceByFlag, NAMESPACES} from './namespaces.js'
-import {inspectPath, PinError, pinPid} from './native.js'
+import {inspectPath, PinError, pinFailure, pinPid} from './native.js'
 import {isKernelThread} from './proc.js'
 
 export interface NamespaceInfo {
@@ -85,7 +85,7 @@ export function inspectTarget(arg: string, options: HolderOptions = {}): Inspect
     try {
       return {namespaces: NAMESPACES.map(ns => describe(`/proc/${pid}/ns/${ns.procEntry}`, options)), target: `pid ${pid}`}
     } catch (error) {
-      if (error instanceof PinError) throw new RefusedError(error.message)
+      if (error instanceof PinError) throw pinFailure(error)
       throw error
     }
   }
@@ -93,7 +93,7 @@ export function inspectTarget(arg: string, options: HolderOptions = {}): Inspect
   try {
     return {namespaces: [describe(arg, options)], target: arg}
   } catch (error) {
-    if (error instanceof PinError) throw new RefusedError(error.message)
+    if (error instanceof PinError) throw pinFailure(error)
     throw error
   }
 }
@@ -120,7 +120,7 @@ export async function inspectContainer(id: string, options: HolderOptions & {hos
       }
     }
   } catch (error) {
-    if (error instanceof PinError) throw new RefusedError(`${describeContainer(container)}: ${error.message}`)
+    if (error instanceof PinError) throw pinFailure(error, describeContainer(container))
     throw error
   }
 

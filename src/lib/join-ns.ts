@@ -5,7 +5,7 @@
 import {posix} from 'node:path'
 
 import {
-  JOINABLE, namespaceByName, NamespaceDesc, namesOf,
+  joinableBy, JoinUse, namespaceByName, NamespaceDesc, namesOf, whyNotJoinable,
 } from './namespaces.js'
 
 /** Linux's PID_MAX_LIMIT on 64-bit: no PID is larger. */
@@ -100,7 +100,7 @@ function parseTarget(token: string, text: string, cwd: string): JoinTargetRef {
  * `:` or `,` must be given through a symlink. For every other type the whole rest after the
  * first colon is the target, and any path works.
  */
-export function parseJoinNs(token: string, cwd: string): JoinNsSpec {
+export function parseJoinNs(token: string, cwd: string, use: JoinUse = 'restore'): JoinNsSpec {
   const colon = token.indexOf(':')
   if (colon === -1) {
     throw new JoinNsError(token, `missing ":" between namespace type and target (expected ${JOIN_NS_GRAMMAR}, e.g. net:1234)`)
@@ -108,10 +108,11 @@ export function parseJoinNs(token: string, cwd: string): JoinNsSpec {
 
   const typeName = token.slice(0, colon)
   const rest = token.slice(colon + 1)
-  if (typeName === '') throw new JoinNsError(token, `missing namespace type before ":" (expected one of: ${namesOf(JOINABLE)})`)
+  if (typeName === '') throw new JoinNsError(token, `missing namespace type before ":" (expected one of: ${namesOf(joinableBy(use))})`)
   const ns = namespaceByName(typeName)
-  if (!ns) throw new JoinNsError(token, `unknown namespace ${quote(typeName)} (expected one of: ${namesOf(JOINABLE)})`)
-  if (!ns.joinable) throw new JoinNsError(token, `the ${ns.name} namespace cannot be joined at restore: ${ns.note}`)
+  if (!ns) throw new JoinNsError(token, `unknown namespace ${quote(typeName)} (expected one of: ${namesOf(joinableBy(use))})`)
+  const refused = whyNotJoinable(ns, use)
+  if (refused) throw new JoinNsError(token, refused)
 
   if (ns.name !== 'user') {
     if (/^\s*\d+\s*[:,]/.test(rest)) {

@@ -14,8 +14,15 @@ export interface NamespaceDesc {
   readonly procEntry: string
   /** Whether `restore --join-ns` may join it. */
   readonly joinable: boolean
-  /** Why it may not be joined, or the risk of joining it; written for the person at the terminal. */
+  /** Why restore may not join it, or the risk of joining it; written for the person at the terminal. */
   readonly note?: string
+  /**
+   * Whether `ns exec` and `launch` may join it. They join in a forked child that then execs the
+   * command (native spawnJoined), so what CRIU can or cannot do does not apply to them.
+   */
+  readonly execJoinable: boolean
+  /** Why `ns exec` and `launch` may not join it. */
+  readonly execNote?: string
   /** Whether CRIU can create it empty at restore (`--empty-ns`). */
   readonly emptyable: boolean
   /**
@@ -33,6 +40,7 @@ export interface NamespaceDesc {
 const table: readonly NamespaceDesc[] = [
   {
     emptyable: false,
+    execJoinable: true,
     externalizable: false,
     flag: 0x02_00_00_00,
     joinable: false,
@@ -42,10 +50,11 @@ const table: readonly NamespaceDesc[] = [
     procEntry: 'cgroup',
   },
   {
-    emptyable: false, externalizable: false, flag: 0x08_00_00_00, joinable: true, name: 'ipc', podShared: true, procEntry: 'ipc',
+    emptyable: false, execJoinable: true, externalizable: false, flag: 0x08_00_00_00, joinable: true, name: 'ipc', podShared: true, procEntry: 'ipc',
   },
   {
     emptyable: false,
+    execJoinable: true,
     externalizable: false,
     flag: 0x00_02_00_00,
     joinable: true,
@@ -55,10 +64,14 @@ const table: readonly NamespaceDesc[] = [
     procEntry: 'mnt',
   },
   {
-    emptyable: true, externalizable: true, flag: 0x40_00_00_00, joinable: true, name: 'net', podShared: true, procEntry: 'net',
+    emptyable: true, execJoinable: true, externalizable: true, flag: 0x40_00_00_00, joinable: true, name: 'net', podShared: true, procEntry: 'net',
   },
   {
     emptyable: false,
+    execJoinable: false,
+    // Measured (Linux 6.18): after the child's setns, /proc/CHILD/ns/pid is still ours and only
+    // ns/pid_for_children is the target's.
+    execNote: 'the command is started by the very process that joins, and a PID namespace is entered only by children created after the join: the command would stay in this PID namespace and only the processes it starts would be in the target\'s (nsenter -p forks once more for that)',
     externalizable: false,
     flag: 0x20_00_00_00,
     joinable: false,
@@ -68,10 +81,11 @@ const table: readonly NamespaceDesc[] = [
     procEntry: 'pid',
   },
   {
-    emptyable: false, externalizable: false, flag: 0x00_00_00_80, joinable: true, name: 'time', podShared: false, procEntry: 'time',
+    emptyable: false, execJoinable: true, externalizable: false, flag: 0x00_00_00_80, joinable: true, name: 'time', podShared: false, procEntry: 'time',
   },
   {
     emptyable: false,
+    execJoinable: true,
     externalizable: false,
     flag: 0x10_00_00_00,
     joinable: true,
@@ -81,7 +95,7 @@ const table: readonly NamespaceDesc[] = [
     procEntry: 'user',
   },
   {
-    emptyable: false, externalizable: false, flag: 0x04_00_00_00, joinable: true, name: 'uts', podShared: true, procEntry: 'uts',
+    emptyable: false, execJoinable: true, externalizable: false, flag: 0x04_00_00_00, joinable: true, name: 'uts', podShared: true, procEntry: 'uts',
   },
 ]
 
@@ -90,6 +104,23 @@ export const NAMESPACES: readonly NamespaceDesc[] = table
 
 /** The types `restore --join-ns` accepts. */
 export const JOINABLE: readonly NamespaceDesc[] = table.filter(d => d.joinable)
+
+/**
+ * Who joins: CRIU at restore, or the plugin's forked child for `ns exec` and `launch`. What may
+ * be joined, and why not, differs between them.
+ */
+export type JoinUse = 'exec' | 'restore'
+
+/** The types that use may join. */
+export function joinableBy(use: JoinUse): readonly NamespaceDesc[] {
+  return use === 'restore' ? JOINABLE : table.filter(d => d.execJoinable)
+}
+
+/** Why that use cannot join the type, or undefined when it can. */
+export function whyNotJoinable(desc: NamespaceDesc, use: JoinUse): string | undefined {
+  if (use === 'restore') return desc.joinable ? undefined : `the ${desc.name} namespace cannot be joined at restore: ${desc.note}`
+  return desc.execJoinable ? undefined : `the ${desc.name} namespace cannot be joined by ns exec or launch: ${desc.execNote}`
+}
 
 /** The types the containers of a pod share: what `--join-container ID` joins by default. */
 export const POD_SHARED: readonly NamespaceDesc[] = table.filter(d => d.podShared)

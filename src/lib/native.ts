@@ -5,7 +5,7 @@
  */
 import {join} from 'node:path'
 
-import {RefusedError} from './errors.js'
+import {FailedError, RefusedError} from './errors.js'
 import {joinLabel, JoinNsSpec, MESSAGE_TOKEN_MAX} from './join-ns.js'
 import {NamespaceDesc, namespaceByFlag} from './namespaces.js'
 import {processStat} from './proc.js'
@@ -147,10 +147,33 @@ function shown(path: string): string {
 
 export class PinError extends Error {
   override name = 'PinError'
+
+  constructor(
+    message: string,
+    /** The kernel said permission denied: not a bad request, something this process may not do here. */
+    readonly denied = false,
+  ) {
+    super(message)
+  }
+}
+
+/**
+ * A target that could not be pinned, as the commands report it: refused (exit 2) when the
+ * request named something that is not a namespace to join, failed (exit 1) when the kernel
+ * denied it, which is what needing root means everywhere (restore, checkpoint, ns exec, ns inspect).
+ */
+export function pinFailure(error: PinError, label?: string): FailedError | RefusedError {
+  const message = label ? `${label}: ${error.message}` : error.message
+  if (!error.denied) return new RefusedError(message)
+  return new FailedError(message, process.geteuid?.() === 0 ? undefined : 'run it as root (sudo)')
 }
 
 function typeName(nstype: number): string {
   return namespaceByFlag(nstype)?.name ?? `unknown (0x${nstype.toString(16)})`
+}
+
+function openFailure(error: NativeError, what: string): PinError {
+  return new PinError(explainOpen(error, what), error.code === 'EACCES' || error.code === 'EPERM')
 }
 
 function explainOpen(error: NativeError, what: string): string {
@@ -164,7 +187,7 @@ function explainOpen(error: NativeError, what: string): string {
     // Root is refused too where the target sits outside what this process may see (a sandbox's PID 1).
     return process.geteuid?.() === 0
       ? `${what} cannot be opened: permission denied, even to root here (the process is outside what this sandbox or user namespace lets us open)`
-      : `${what} cannot be opened: permission denied (run as root)`
+      : `${what} cannot be opened: permission denied`
   }
 
   case 'ESRCH': {
@@ -218,7 +241,7 @@ export function pinPid(ns: NamespaceDesc, pid: number, startTime?: number): Pinn
       throw new PinError(`process ${pid} does not exist (or exited), so its ${ns.name} namespace cannot be joined`)
     }
 
-    throw new PinError(explainOpen(error, `the ${ns.name} namespace of process ${pid} (/proc/${pid}/ns/${ns.procEntry})`))
+    throw openFailure(error, `the ${ns.name} namespace of process ${pid} (/proc/${pid}/ns/${ns.procEntry})`)
   }
 
   const pinned = new PinnedNamespace(ns, d, `pid ${pid}`)
@@ -243,7 +266,7 @@ export function pinPath(ns: NamespaceDesc, path: string): PinnedNamespace {
     if (!isNativeError(error)) throw error
     if (error.code === 'EISDIR') throw new PinError(`${shown(path)} is a directory, not a ${ns.name} namespace file`)
     if (error.code === 'ENAMETOOLONG') throw new PinError(`the path is too long for the kernel (${path.length} characters)`)
-    throw new PinError(explainOpen(error, shown(path)))
+    throw openFailure(error, shown(path))
   }
 
   if (d.nstype !== ns.flag) {
@@ -267,7 +290,7 @@ export function pinJoins(specs: readonly JoinNsSpec[]): PinnedNamespace[] {
       try {
         pins.push(spec.target.kind === 'pid' ? pinPid(spec.ns, spec.target.pid, spec.target.startTime) : pinPath(spec.ns, spec.target.path))
       } catch (error) {
-        if (error instanceof PinError) throw new RefusedError(`${joinLabel(spec)}: ${error.message}`)
+        if (error instanceof PinError) throw pinFailure(error, joinLabel(spec))
         throw error
       }
     }
@@ -284,7 +307,7 @@ export function inspectPath(path: string): NsDescription {
   try {
     return native().inspectPath(path)
   } catch (error) {
-    if (isNativeError(error)) throw new PinError(explainOpen(error, path))
+    if (isNativeError(error)) throw openFailure(error, path)
     throw error
   }
 }

@@ -1,11 +1,15 @@
 /**
  * The prerun hook's work for the plugin's own commands (src/hooks/prerun.ts decides which):
  * refuse conflicting namespace options before the command runs. Loads no native code.
+ * A refusal is printed as the commands print theirs (error-output.ts): text on stderr, or with
+ * --json one JSON object on stdout; oclif would print a hook's error as text, --json or not.
  */
-import {Flags, Hook, Parser} from '@oclif/core'
+import {Errors, Flags, Hook, Parser} from '@oclif/core'
 
 import {findProblems} from '../lib/checks.js'
-import {EXIT_REFUSED} from '../lib/errors.js'
+import {commandLine} from '../lib/cli-names.js'
+import {printError, reportOf, wantsJson} from '../lib/error-output.js'
+import {RefusedError} from '../lib/errors.js'
 import {userFacingMessage} from '../lib/flags.js'
 
 export async function checkJoinOptions(
@@ -13,6 +17,17 @@ export async function checkJoinOptions(
   {argv, Command}: Parameters<Hook.Prerun>[0],
   checks: 'criu' | 'plain',
 ): Promise<void> {
+  const json = wantsJson(argv, Command.enableJsonFlag, this.config.scopedEnvVar?.('CONTENT_TYPE'))
+  const refuse = (error: unknown): never => {
+    const report = reportOf(error, commandLine(Command.id, '--help'))
+    printError(report, json)
+    // Ends the command: the host's runHook passes on an error with oclif.exit, and its handler
+    // exits with that code without printing anything more.
+    const exit = new Errors.ExitError(report.exitCode)
+    exit.skipOclifErrorHandling = true
+    throw exit
+  }
+
   let flags: Record<string, unknown>
   try {
     ({flags} = await Parser.parse(argv, {
@@ -21,9 +36,8 @@ export async function checkJoinOptions(
       strict: Command.strict,
     }))
   } catch (error) {
-    const message = userFacingMessage(error)
-    if (message) this.error(message, {exit: EXIT_REFUSED})
-    return // other parse errors are the command's to report, in oclif's words
+    if (userFacingMessage(error)) refuse(error)
+    return // other parse errors are the command's to report (its catch prints them the same way)
   }
 
   const problems = findProblems({
@@ -32,7 +46,8 @@ export async function checkJoinOptions(
     forCriu: checks === 'criu',
     joinNs: flags['join-ns'] as never,
   })
-  for (const p of problems) if (p.severity === 'warning') this.warn(p.message)
+  // With --json the command puts the warnings into its JSON (restore: `warnings`).
+  if (!json) for (const p of problems) if (p.severity === 'warning') process.stderr.write(`Warning: ${p.message}\n`)
   const errors = problems.filter(p => p.severity === 'error')
-  if (errors.length > 0) this.error(errors.map(p => p.message).join('\n'), {exit: EXIT_REFUSED})
+  if (errors.length > 0) refuse(new RefusedError(errors.map(p => p.message).join('\n')))
 }

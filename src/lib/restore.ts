@@ -37,7 +37,7 @@ import {descendsFromThisProcess, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {ResumeGate} from './resume-gate.js'
 import {checkCriuOutputs} from './trust.js'
-import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir} from './work-dir.js'
+import {keepWorkDirFor, makeWorkDir, noteLogFile, plannedWorkDir, removeWorkDir} from './work-dir.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -574,6 +574,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     }
 
     keepWorkDirFor(error, work, logFile)
+    if (run) noteLogFile(error, logFile)
     throw error
   } finally {
     pagesCheck.cancel()

@@ -4,9 +4,11 @@
  * lives as long as one run: removed after a run that succeeded, kept after one that failed, when
  * CRIU wrote something there, with its log path in the error: that log is what the user reads next.
  */
-import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
+
+import {CriuPluginError} from './errors.js'
 
 /** Every temporary folder of the plugin starts with this, under the temp folder. */
 export const TEMP_PREFIX = 'oclif-plugin-criu-'
@@ -48,4 +50,9 @@ export function keepWorkDirFor(error: unknown, dir: WorkDir, logFile: string): v
   }
 
   if (error instanceof Error && !error.message.includes(logFile)) error.message += `\nLog: ${logFile}`
+}
+
+/** After CRIU ran and failed: the error carries CRIU's log (for --json's `logFile`), when there is one. */
+export function noteLogFile(error: unknown, logFile: string): void {
+  if (error instanceof CriuPluginError && !error.logFile && existsSync(logFile)) error.logFile = logFile
 }

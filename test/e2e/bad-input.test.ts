@@ -94,16 +94,28 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
 
   const fill = (text: string) => text.replaceAll(/{(\w+)}/g, (_, k: string) => places[k] ?? `{${k}}`)
 
+  /** `restore ARGS` through bash, as a person would type it; every CRIU it starts is recorded. */
+  const restore = (args: string[]) => {
+    writeFileSync(criuLog, '')
+    const argv = ['restore', ...args]
+    return spawnSync('bash', ['-c', `exec ${bashQuote(process.execPath)} ${bashQuote(BIN)} ${argv.map(a => bashQuote(a)).join(' ')}`], {
+      encoding: 'utf8',
+      env: {...process.env, CRIU_PATH: places.wrapper},
+      timeout: 60_000,
+    })
+  }
+
+  const nothingHappened = () => {
+    expect(readFileSync(criuLog, 'utf8'), 'no CRIU process was started').to.equal('')
+    expect(folderDigest(ckpt.dir), 'the checkpoint is untouched').to.equal(digest)
+    expect(alive(ckpt.pid), 'nothing was restored').to.equal(false)
+  }
+
   for (const [i, bad] of CORPUS.entries()) {
     const shown = bad.args.join(' ').replaceAll('\n', String.raw`\n`)
-    it(`#${i + 1} exit ${bad.exit}: restore ${shown.length > 90 ? `${shown.slice(0, 90)}...` : shown}`, () => {
-      const args = ['restore', ...bad.args.map(a => fill(a))]
-      writeFileSync(criuLog, '')
-      const r = spawnSync('bash', ['-c', `exec ${bashQuote(process.execPath)} ${bashQuote(BIN)} ${args.map(a => bashQuote(a)).join(' ')}`], {
-        encoding: 'utf8',
-        env: {...process.env, CRIU_PATH: places.wrapper},
-        timeout: 60_000,
-      })
+    const title = shown.length > 90 ? `${shown.slice(0, 90)}...` : shown
+    it(`#${i + 1} exit ${bad.exit}: restore ${title}`, () => {
+      const r = restore(bad.args.map(a => fill(a)))
       const err = flat(r.stderr)
       expect(r.status, err).to.equal(bad.exit)
       expect(err).to.include(fill(bad.message))
@@ -111,9 +123,23 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
       expect(r.stderr, 'no stack trace').not.to.match(/\n\s+at .+:\d+:\d+/)
       expect(err).not.to.match(/undefined|\[object Object\]/)
       expect(r.stdout, 'nothing on stdout').to.equal('')
-      expect(readFileSync(criuLog, 'utf8'), 'no CRIU process was started').to.equal('')
-      expect(folderDigest(ckpt.dir), 'the checkpoint is untouched').to.equal(digest)
-      expect(alive(ckpt.pid), 'nothing was restored').to.equal(false)
+      nothingHappened()
+    })
+
+    // The same line with --json (before any `--`): the one JSON contract (README "JSON output").
+    it(`#${i + 1} --json, exit ${bad.exit}: one JSON object on stdout, nothing on stderr`, () => {
+      const r = restore([...bad.args.map(a => fill(a)), '--json'])
+      expect(r.stderr, 'nothing on stderr').to.equal('')
+      expect(r.status, r.stdout).to.equal(bad.exit)
+      const out = JSON.parse(r.stdout)
+      expect(Object.keys(out)).to.deep.equal(['error'])
+      expect(out.error.exitCode).to.equal(bad.exit)
+      expect(flat(out.error.message), 'names the same flag and token').to.include(fill(bad.message))
+      expect(Object.keys(out.error).sort()).to.include.members(['exitCode', 'message'])
+      for (const key of Object.keys(out.error)) expect(['exitCode', 'hint', 'logFile', 'message']).to.include(key)
+      expect(r.stdout).not.to.match(/undefined|\[object Object\]/)
+      expect(r.stdout, 'never coloured').not.to.include('\u001B[')
+      nothingHappened()
     })
   }
 })

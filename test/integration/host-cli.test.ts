@@ -220,6 +220,14 @@ describe('the plugin in host CLIs', function () {
           ['checkpoint: refused, --json', ['checkpoint', 'DEAD', '-D', 'NEW', '--json'], 2],
           ['checkpoint: failed (no CRIU there)', ['checkpoint', 'H', '-D', 'NEW', '--criu-path', '/nonexistent/criu'], 1],
           ['checkpoint: failed (no CRIU there), --json', ['checkpoint', 'H', '-D', 'NEW', '--criu-path', '/nonexistent/criu', '--json'], 1],
+          // The one --json contract at the stages oclif would print itself: its parser, the hook.
+          ['restore: oclif\'s parser, --json', ['restore', '-D', 'CKPT', '--bogus', '--json'], 2],
+          ['restore: refused by the hook, --json', ['restore', '-D', '/nonexistent', '-J', 'net', '--json'], 2],
+          ['restore: refused by the hook', ['restore', '-D', '/nonexistent', '-J', 'net'], 2],
+          ['ns inspect: oclif\'s parser, --json', ['ns inspect', 'H', '--bogus', '--json'], 2],
+          ['ns exec: refused by the hook, --json', ['ns exec', '--json', '-J', 'net:H', '-J', 'net:H', '--', 'true'], 2],
+          ['ns exec: --json refused', ['ns exec', '--json', '-J', 'net:H', '--', 'true'], 2],
+          ['checkpoint: an argument oclif\'s parser refuses, --json', ['checkpoint', 'notapid', '-D', 'NEW', '--json'], 2],
         ]
 
         for (const [what, argv, code] of cases) {
@@ -253,6 +261,9 @@ describe('the plugin in host CLIs', function () {
           expect(flat(noCommand.stderr)).to.include(`e.g. ${host.bin} ${commandId(host, 'ns exec')} -J net:1234 -- ip addr`)
           const noImages = run(['restore', '-D', '/nonexistent', '-J', 'net:1', '--json'])
           expect(JSON.parse(noImages.stdout).error.hint).to.equal(`give the folder \`criu dump -D\` (or \`${host.bin} checkpoint -D\`) wrote`)
+          const bogus = run([...commandArgv(host, 'ns inspect'), '1', '--bogus', '--json'])
+          expect(bogus.stderr).to.equal('')
+          expect(JSON.parse(bogus.stdout).error).to.deep.equal({exitCode: 2, hint: `see \`${host.bin} ${commandId(host, 'ns inspect')} --help\``, message: 'Nonexistent flag: --bogus'})
         })
       })
 

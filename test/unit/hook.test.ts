@@ -37,17 +37,34 @@ describe('prerun hook', () => {
   ]
   for (const [what, args, message] of conflicts) {
     it(`stops the command for ${what}, exit 2`, async () => {
-      const {error} = await runCommand(['restore', '-D', '/tmp', ...args], {root: REPO})
+      const {error, stderr, stdout} = await runCommand(['restore', '-D', '/tmp', ...args], {root: REPO})
       expect(entered, 'run() entered').to.equal(0)
       expect(error?.oclif?.exit).to.equal(2)
-      expect(flat(error!.message)).to.equal(message)
+      // (A warning, if any, comes before the one error.)
+      expect(stderr.endsWith(`Error: ${message}\n`), stderr).to.equal(true)
+      expect(stderr.match(/Error:/g)).to.have.length(1)
+      expect(stdout).to.equal('')
+    })
+
+    it(`stops the command for ${what} with --json: one JSON object on stdout, nothing on stderr, exit 2`, async () => {
+      const {error, stderr, stdout} = await runCommand(['restore', '-D', '/tmp', ...args, '--json'], {root: REPO})
+      expect(entered, 'run() entered').to.equal(0)
+      expect(error?.oclif?.exit).to.equal(2)
+      expect(stderr).to.equal('')
+      expect(JSON.parse(stdout)).to.deep.equal({error: {exitCode: 2, message}})
     })
   }
 
   it('reports every problem at once, one per line', async () => {
-    const {error} = await runCommand(['restore', '-D', '/tmp', '-J', 'net:1', '-J', 'net:2', '-J', 'uts:1', '-J', 'uts:2'], {root: REPO})
+    const {stderr} = await runCommand(['restore', '-D', '/tmp', '-J', 'net:1', '-J', 'net:2', '-J', 'uts:1', '-J', 'uts:2'], {root: REPO})
     expect(entered).to.equal(0)
-    expect(error!.message.split('\n')).to.have.length(2)
+    expect(stderr.trimEnd().split('\n')).to.have.length(2)
+  })
+
+  it('with --json, puts the user-namespace warning into the command\'s JSON, not on stderr', async () => {
+    const {stderr} = await runCommand(['restore', '-D', '/tmp', '-J', 'user:1', '--json'], {root: REPO})
+    expect(entered).to.equal(1)
+    expect(stderr).to.equal('')
   })
 
   it('lets a valid command line through to run()', async () => {
