@@ -100,7 +100,8 @@ function runSuite(node, coverage) {
   }
 
   if (mocha.status !== 0 && failed === 0) failed = 1
-  // node-compile-cache is Node's own (a core-5 host enables it on Node 22+), not the plugin's.
+  // node-compile-cache is Node's, not the plugin's: npm 11 enables it when it runs on Node 22+
+  // (the tests' npm pack and npm install, and plugins install, which runs npm).
   const left = readdirSync(temp).filter(name => name !== 'node-compile-cache')
   if (left.length > 0) {
     failed++

@@ -271,7 +271,8 @@ describe('the plugin in host CLIs', function () {
         track(out.pid)
         expect(out.namespaces[0].type).to.equal('net')
         expect(out.logFile, 'the log went with its temporary folder').to.equal(undefined)
-        // Only the plugin's folders count: core 5 keeps Node's compile cache there (node-compile-cache).
+        // Only the plugin's folders count: on Node 22+ npm (run by plugins install) keeps Node's
+        // compile cache there (node-compile-cache).
         const ours = () => readdirSync(tmp).filter(f => f.startsWith('oclif-plugin-criu-'))
         expect(ours()).to.deep.equal([])
 
