@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // The whole test suite, as CI runs it: provision CRIU, build (native + TypeScript + manifest)
 // once, then run mocha on each Node.js of the matrix: this machine's Node under nyc (coverage),
-// then every other major given with --node (default: 24, the newest LTS), each a `node` from the
-// npm registry (scripts/fetch-node.sh). The native module is N-API, so one build serves them all.
+// then every other major given with --node (default: 26, the newest LTS since October 2026),
+// each a `node` from the npm registry (scripts/fetch-node.sh). The native module is N-API, so
+// one build serves them all.
 // Each run gets a temp folder of its own, which must be empty afterwards: what a test leaves
 // there is reported as a failure. Ends with one plain line "N passed, N failed", summed over the runs.
 // Lint and type checks are tests inside the suite (test/lint.test.ts), so they are counted.
 //
-//   node scripts/test.mjs                      this machine's Node, then Node 24
+//   node scripts/test.mjs                      this machine's Node, then Node 26
 //   node scripts/test.mjs --node 22,24,26      this machine's Node, then 22, 24, 26 (npm run test:matrix)
 //   node scripts/test.mjs --node current       this machine's Node only
 //   node scripts/test.mjs [--node ...] -- MOCHA_ARGS...   e.g. some test files only
@@ -23,7 +24,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 process.chdir(root)
 
 const args = process.argv.slice(2)
-let majors = ['24']
+let majors = ['26']
 const nodeAt = args.indexOf('--node')
 if (nodeAt !== -1) {
   majors = (args[nodeAt + 1] ?? '').split(',').filter(Boolean)
@@ -99,7 +100,8 @@ function runSuite(node, coverage) {
   }
 
   if (mocha.status !== 0 && failed === 0) failed = 1
-  // node-compile-cache is Node's own (a core-5 host enables it on Node 22+), not the plugin's.
+  // node-compile-cache is Node's, not the plugin's: npm 11 enables it when it runs on Node 22+
+  // (the tests' npm pack and npm install, and plugins install, which runs npm).
   const left = readdirSync(temp).filter(name => name !== 'node-compile-cache')
   if (left.length > 0) {
     failed++

@@ -282,7 +282,8 @@ describe('the plugin in host CLIs', function () {
         track(out.pid)
         expect(out.namespaces[0].type).to.equal('net')
         expect(out.logFile, 'the log went with its temporary folder').to.equal(undefined)
-        // Only the plugin's folders count: core 5 keeps Node's compile cache there (node-compile-cache).
+        // Only the plugin's folders count: on Node 22+ npm (run by plugins install) keeps Node's
+        // compile cache there (node-compile-cache).
         const ours = () => readdirSync(tmp).filter(f => f.startsWith('oclif-plugin-criu-'))
         expect(ours()).to.deep.equal([])
 
@@ -296,6 +297,20 @@ describe('the plugin in host CLIs', function () {
         expect(again.stderr.replaceAll(/[\s›]/g, '')).to.include(`Log:${join(tmp, left[0], 'restore.log')}`)
         expect(again.stderr).not.to.include('EEXIT')
         killPid(out.pid)
+
+        // The other way round: checkpoint with --json, restore in words; stderr stays empty.
+        const other = await sleeper()
+        const images2 = join(tempDir('images-'), 'ckpt')
+        const dumped2 = run(['checkpoint', String(other), '-D', images2, '--json'])
+        expect(dumped2.code, dumped2.stderr).to.equal(0)
+        expect(dumped2.stderr).to.equal('')
+        expect(JSON.parse(dumped2.stdout)).to.include({pid: other})
+        await waitFor(`process ${other} to be gone`, () => !existsSync(`/proc/${other}`))
+        const restored2 = run(['restore', '-D', images2, '-J', `net:${holder.pid}`])
+        expect(restored2.code, restored2.stderr).to.equal(0)
+        expect(restored2.stderr).to.equal('')
+        expect(restored2.stdout).to.include(String(other))
+        killPid(other)
       })
     })
   }
