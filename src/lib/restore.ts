@@ -252,6 +252,8 @@ async function checkpointNamespaces(request: RestoreRequest): Promise<Checkpoint
   }
 
   const conflicts = joinConflicts(images, request.joinNs)
+  const impossible = conflicts.filter(c => !c.overridable)
+  if (impossible.length > 0) throw new RefusedError(impossible.map(c => c.message).join('\n'), impossible.map(c => c.remedy).join('\n'))
   if (conflicts.length > 0 && !request.allowOverwrite) {
     throw new RefusedError(conflicts.map(c => c.message).join('\n'), 'pass --allow-overwrite to restore anyway, or join another namespace')
   }
