@@ -4,7 +4,7 @@
  * lives as long as one run: removed after a run that succeeded, kept after one that failed, when
  * CRIU wrote something there, with its log path in the error: that log is what the user reads next.
  */
-import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
@@ -41,7 +41,8 @@ export function removeWorkDir(dir: WorkDir): void {
  * stays, and the error names the log if it does not already.
  */
 export function keepWorkDirFor(error: unknown, dir: WorkDir, logFile: string): void {
-  if (!dir.temporary) return
+  // Removed by someone else meanwhile: the run's own error is what the user must see.
+  if (!dir.temporary || !existsSync(dir.path)) return
   if (readdirSync(dir.path).length === 0) {
     rmSync(dir.path, {force: true, recursive: true})
     return
