@@ -3,6 +3,8 @@ import {spawn, spawnSync} from 'node:child_process'
 import {existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {native, setChildSubreaper, waitPid} from '../../src/lib/native.js'
+import {processStat} from '../../src/lib/proc.js'
 import {checkpoint, folderDigest, mycli} from '../support/checkpoint.js'
 import {
   alive, cleanup, criuPath, flat, nsInode, requireRoot, startHolder, tempDir, track, waitFor,
@@ -13,6 +15,22 @@ function restoredPid(stdout: string): number {
   const m = /Restored PID (\d+)/.exec(stdout)
   expect(m, stdout).not.to.equal(null)
   return track(Number(m![1]))
+}
+
+/**
+ * The real CRIU run directly (to show what the plugin's refusal spares), with this process as
+ * subreaper: the task CRIU kills after a failed restore comes here and is reaped, its PID free.
+ */
+async function criuDirect(args: string[], pid: number): Promise<null | number> {
+  setChildSubreaper(true)
+  try {
+    const r = spawnSync(criuPath(), args, {encoding: 'utf8'})
+    await waitFor(`task ${pid} to be gone or ours`, () => !existsSync(`/proc/${pid}`) || processStat(pid)?.ppid === process.pid)
+    if (existsSync(`/proc/${pid}`)) await waitPid(pid).catch(() => {})
+    return r.status
+  } finally {
+    setChildSubreaper(false)
+  }
 }
 
 /** Wait until a process runs `comm` (after its shell's set-up, which exec'd it). */
@@ -61,6 +79,24 @@ async function vethWorkload(host: string): Promise<number> {
 const reaped = (pid: number) => waitFor(`process ${pid} to be reaped`, () => !existsSync(`/proc/${pid}`))
 const links = (pid: number) => spawnSync('nsenter', ['-t', String(pid), '-n', 'ip', '-o', 'link', 'show'], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean).map(l => l.split(':')[1].trim().split('@')[0])
 const hostEnd = () => `vh${process.pid % 100_000}`
+
+/** A holder in a new user namespace made by `as` (argv prefix); root writes `map` as its uid_map and gid_map. */
+async function userHolder(as: string[], map: string): Promise<number> {
+  const proc = spawn(as[0], [...as.slice(1), 'unshare', '--user', 'sh', '-c', 'while [ -z "$(cat /proc/self/uid_map)" ]; do sleep 0.01; done; exec sleep 100000'], {stdio: 'ignore'})
+  const pid = track(proc.pid!)
+  await waitFor('the holder to enter its user namespace', () => {
+    try {
+      return nsInode(pid, 'user') !== nsInode('self', 'user')
+    } catch {
+      return false
+    }
+  })
+  writeFileSync(`/proc/${pid}/uid_map`, map)
+  writeFileSync(`/proc/${pid}/setgroups`, 'deny\n')
+  writeFileSync(`/proc/${pid}/gid_map`, map)
+  await running(pid, 'sleep')
+  return pid
+}
 
 describe('the join matrix rows that were open (real CRIU, real namespaces)', function () {
   this.timeout(180_000)
@@ -145,10 +181,9 @@ describe('the join matrix rows that were open (real CRIU, real namespaces)', fun
 
       // The refusal costs nothing: the real CRIU, told to do it anyway, fails after it started.
       const work = tempDir()
-      const direct = spawnSync(criuPath(), ['restore', '-D', dir, '-W', work, '-o', 'direct.log', '-v4', '-d', '--join-ns', `net:/proc/${holder.pid}/ns/net`], {encoding: 'utf8'})
-      expect(direct.status).to.equal(1)
+      const status = await criuDirect(['restore', '-D', dir, '-W', work, '-o', 'direct.log', '-v4', '-d', '--join-ns', `net:/proc/${holder.pid}/ns/net`], pid)
+      expect(status).to.equal(1)
       expect(readFileSync(join(work, 'direct.log'), 'utf8')).to.include('Unknown peer net namespace')
-      await waitFor('the half-restored task to be gone', () => !alive(pid))
       expect(links(holder.pid)).to.deep.equal(before.links)
     })
 
@@ -164,6 +199,32 @@ describe('the join matrix rows that were open (real CRIU, real namespaces)', fun
       expect(restoredPid(r.stdout)).to.equal(pid)
       expect(nsInode(pid, 'net')).to.equal(nsInode(holder.pid, 'net'))
       expect(links(holder.pid)).to.deep.equal(['lo'])
+    })
+  })
+
+  describe('-J user: a user namespace a non-root user owns (what CRIU users report as EPERM with join-ns)', () => {
+    it('owned by uid 1000, with the identity map root wrote: it works, the restored task is in it and is root there', async () => {
+      const ckpt = await checkpoint()
+      const holder = await userHolder(['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups'], '0 0 65536\n')
+      expect(native().inspectPath(`/proc/${holder}/ns/user`).ownerUid, 'owner of the namespace').to.equal(1000)
+      const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder}`, '--allow-user-ns'])
+      expect(r.code, r.stderr).to.equal(0)
+      const pid = restoredPid(r.stdout)
+      expect(nsInode(pid, 'user')).to.equal(nsInode(holder, 'user'))
+      expect(readFileSync(`/proc/${pid}/status`, 'utf8')).to.match(/^Uid:\s+0\s+0\s+0\s+0$/m)
+    })
+
+    it('root\'s own, but not mapping the host\'s root ("0 100000 65536"): refused before CRIU starts, which CRIU 4.2.1 fails too', async () => {
+      const ckpt = await checkpoint()
+      const holder = await userHolder(['env'], '0 100000 65536\n')
+      const work = tempDir()
+      const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder}`, '--allow-user-ns', '-W', work])
+      expect(r.code, r.stderr).to.equal(2)
+      expect(flat(r.stderr)).to.include(`--join-ns "user:${holder}": that user namespace does not map the host's uid 0 (its uid_map is "0 100000 65536")`)
+      expect(readdirSync(work), 'CRIU never started').to.deep.equal([])
+      const status = await criuDirect(['restore', '-D', ckpt.dir, '-W', work, '-o', 'direct.log', '-v4', '-d', '-J', `user:/proc/${holder}/ns/user`], ckpt.pid)
+      expect(status).to.equal(1)
+      expect(readFileSync(join(work, 'direct.log'), 'utf8')).to.include('Unable to open tty-info.img: Permission denied')
     })
   })
 })
