@@ -28,8 +28,10 @@ import {judgeCriu} from '../src/lib/criu.js'
 import {parseJoinNs} from '../src/lib/join-ns.js'
 import {digestFile, writeManifest} from '../src/lib/manifest.js'
 import {namespaceByName} from '../src/lib/namespaces.js'
-import {PinnedNamespace, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
+import {PinnedNamespace, pinJoins, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
 import {runRestore} from '../src/lib/restore.js'
+import {judgeJoins, observeJoins, readRestoredTree} from '../src/lib/restored-tree.js'
+import {ResumeGate} from '../src/lib/resume-gate.js'
 import {benchHostCost} from './host-cost.js'
 import {killAndReap} from './reap.js'
 
@@ -419,6 +421,60 @@ async function benchResumeGate(criuPath: string): Promise<void> {
   report(`   runRestore without -J (no gate):                               ${p.toFixed(1)} ms`)
   report(`   difference ${(g - p).toFixed(1)} ms, ratio ${(g / p).toFixed(3)}`)
   report(`   CRIU's time in the ${stages} action stages its log times (pre-restore, post-restore with the verdict, pre-resume): ${s.toFixed(1)} ms`)
+  await benchGateVerdict()
+}
+
+const runExit = (file: string, args: string[], env: NodeJS.ProcessEnv) => new Promise<null | number>(resolve => {
+  spawn(file, args, {env, stdio: 'ignore'}).once('exit', resolve)
+})
+
+/**
+ * The gate's parts without CRIU: the judge (read the tree from /proc, stat every thread's joined
+ * namespaces, compare) on a live tree of 3 processes with 2 joined types; and the gate script run
+ * as CRIU runs it at post-restore (question, verdict from this process, answer) against a bare
+ * `sh -c 'exit 0'`, interleaved.
+ */
+async function benchGateVerdict(): Promise<void> {
+  const tree = spawn('sh', ['-c', 'sleep 100000 & sleep 100000 & wait'], {stdio: 'ignore'})
+  spawnSync('sleep', ['0.3'])
+  const pins = pinJoins([parseJoinNs(`net:${process.pid}`, '/'), parseJoinNs(`uts:${process.pid}`, '/')])
+  const judge = (root: number) => {
+    const t = readRestoredTree(root)
+    return judgeJoins(t, observeJoins(t, pins.map(p => p.ns)), pins)
+  }
+
+  try {
+    const size = judge(tree.pid!).length
+    const rounds = 500
+    const t0 = nowMs()
+    for (let i = 0; i < rounds; i++) judge(tree.pid!)
+    const judgeMs = (nowMs() - t0) / rounds
+    const script: number[] = []
+    const bare: number[] = []
+    for (let i = 0; i < 15; i++) {
+      const gate = new ResumeGate(async root => {
+        judge(root)
+      })
+      let t = nowMs()
+      const code = await runExit(gate.scriptPath, [], {CRTOOLS_INIT_PID: String(tree.pid), CRTOOLS_SCRIPT_ACTION: 'post-restore'})
+      script.push(nowMs() - t)
+      await gate.close()
+      if (code !== 0) throw new Error(`the gate script said ${code}`)
+      t = nowMs()
+      await runExit('/bin/sh', ['-c', 'exit 0'], {})
+      bare.push(nowMs() - t)
+    }
+
+    report(`   the judge alone (tree of ${size} processes, 2 types; mean of ${rounds}): ${(judgeMs * 1000).toFixed(0)} us`)
+    report(`   the gate script at post-restore, question to answer (median of 15): ${median(script).toFixed(2)} ms; sh -c 'exit 0': ${median(bare).toFixed(2)} ms`)
+  } finally {
+    for (const p of pins) p.close()
+    const kids = readRestoredTree(tree.pid!).processes.slice(1)
+    for (const kid of kids) process.kill(kid.pid, 'SIGKILL')
+    await killAndReap(tree.pid!)
+    // The sleeps were the shell's children; with it gone they are this subreaper's.
+    await Promise.all(kids.map(kid => waitPid(kid.pid).catch(() => {})))
+  }
 }
 
 async function main(): Promise<void> {

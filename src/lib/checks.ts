@@ -52,6 +52,11 @@ export function findProblems(options: JoinOptions): Problem[] {
       error(`${joinLabel(spec)}: UID/GID options are accepted only for user`)
     }
 
+    // CRIU reopens every file of the tree by its path, in the joined mount namespace.
+    if (spec.ns.name === 'mnt' && options.forCriu !== false) {
+      warnings.push({message: `${joinLabel(spec)}: ${spec.ns.note}`, severity: 'warning'})
+    }
+
     if (spec.ns.name === 'user' && options.forCriu !== false) {
       for (const [what, id] of [['UID', spec.uid], ['GID', spec.gid]] as const) {
         if (id !== undefined && id > CRIU_MAX_JOIN_ID) {

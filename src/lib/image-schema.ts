@@ -54,6 +54,8 @@ export const DESCRIPTORS = {
     fields: {
       ifindex: {id: 2, rule: 'required', type: 'uint32'},
       name: {id: 5, rule: 'required', type: 'string'},
+      peerIfindex: {id: 12, type: 'uint32'},
+      peerNsid: {id: 13, type: 'uint32'},
       type: {id: 1, rule: 'required', type: 'uint32'},
     },
   },
@@ -207,6 +209,9 @@ export interface UtsnsEntry {
 export interface NetDeviceEntry {
   ifindex: number
   name: string
+  /** A veth's other end: its ifindex, and the CRIU id of its net namespace when that was dumped too. */
+  peerIfindex?: number
+  peerNsid?: number
   type: number
 }
 

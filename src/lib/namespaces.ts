@@ -60,7 +60,8 @@ const table: readonly NamespaceDesc[] = [
     joinable: true,
     name: 'mnt',
     podShared: false,
-    note: 'risky: the restored tree sees the target\'s mounts, so every file it had open must exist at the same path there',
+    // Measured with CRIU 4.2.1: a file missing there fails the restore; one of the same size is taken.
+    note: 'risky: the restored tree sees the target\'s mounts, and CRIU reopens every file it had open by its path there: a missing file fails the restore, another file at that path is taken in its place',
     procEntry: 'mnt',
   },
   {

@@ -8,7 +8,7 @@
 import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 
-import type {TaskKobjIdsEntry} from './image-schema.js'
+import type {NetDeviceEntry, TaskKobjIdsEntry} from './image-schema.js'
 
 import {formatTarget, joinLabel, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc, namespaceByName, NAMESPACES} from './namespaces.js'
@@ -22,12 +22,21 @@ const STATE_IMAGE: Partial<Record<string, (id: number) => string>> = {
   uts: id => `utsns-${id}.img`,
 }
 
+export interface NetDevice {
+  name: string
+  peerOutside?: boolean
+  type: number
+}
+
 /** What the images say about the root task's namespaces. */
 export interface CheckpointNamespaces {
   /** Types whose namespace the tree had to itself, so CRIU restores it from the images. */
   own: {detail?: string; ns: NamespaceDesc}[]
-  /** Network devices of the tree's own net namespace (for the veth check). */
-  netDevices: {name: string; type: number}[]
+  /**
+   * Network devices of the tree's own net namespace (for the veth check). `peerOutside`: a veth
+   * whose other end was in a net namespace the checkpoint does not hold (a container's eth0).
+   */
+  netDevices: NetDevice[]
   /** Set when the checkpoint left its net namespace out (checkpoint --external-ns net). */
   externalNetKey?: string
 }
@@ -71,7 +80,10 @@ export async function readCheckpointNamespaces(dir: string): Promise<CheckpointN
         continue
       }
 
-      const devices = existsSync(join(dir, `netdev-${id}.img`)) ? readImage<{name: string; type: number}>(dir, `netdev-${id}.img`, MESSAGES.netdev) : []
+      const entries = existsSync(join(dir, `netdev-${id}.img`)) ? readImage<NetDeviceEntry>(dir, `netdev-${id}.img`, MESSAGES.netdev) : []
+      // CRIU records the peer's namespace only when it dumped that namespace too.
+      const dumped = (nsid?: number) => nsid !== undefined && existsSync(join(dir, `netns-${nsid}.img`))
+      const devices = entries.map(({name, peerNsid, type}): NetDevice => (type === ND_TYPE.VETH ? {name, peerOutside: !dumped(peerNsid), type} : {name, type}))
       result.netDevices = devices
       const names = Object.fromEntries(Object.entries(ND_TYPE).map(([k, v]) => [v, k.toLowerCase()]))
       detail = `devices: ${devices.map(d => `${d.name} (${names[d.type] ?? d.type})`).join(', ') || 'none'}`
@@ -113,15 +125,24 @@ export function planNamespaces(
 
 export interface JoinConflict {
   message: string
-  /** Refused unless the user passes --allow-overwrite. */
-  overridable: true
+  /** Refused unless the user passes --allow-overwrite; false: refused always (CRIU cannot do it). */
+  overridable: boolean
+  /** What works instead, for a conflict that is not overridable. */
+  remedy?: string
 }
+
+/** ND_TYPE.VETH (image-schema.ts, not imported here: it builds the protobuf schema). */
+const VETH = 2
 
 /**
  * Joins that would change the joined namespace, or that CRIU fails on. Pure. The UTS and IPC
  * cases were measured with CRIU 4.2.1 here: a checkpoint with its own UTS namespace, restored
  * with -J uts, set the holder's hostname to the checkpoint's; one with its own IPC namespace,
  * restored with -J ipc, set the holder's kernel.msgmax and added its SysV shm segment there.
+ * Net, measured the same way: a veth pair with both ends in the checkpoint's namespace is
+ * created in the joined one; a veth whose peer was outside the checkpoint (a container's eth0)
+ * makes CRIU fail ("Unknown peer net namespace", then "Can't restore link: -95") after it has
+ * started, so that join is refused even with --allow-overwrite.
  */
 export function joinConflicts(images: CheckpointNamespaces, joins: readonly JoinNsSpec[]): JoinConflict[] {
   const conflicts: JoinConflict[] = []
@@ -141,13 +162,24 @@ export function joinConflicts(images: CheckpointNamespaces, joins: readonly Join
     }
 
     case 'net': {
-      const veth = images.netDevices.filter(d => d.type === 2)
-      conflicts.push({
-        message: veth.length > 0
-          ? `${head}: the checkpoint's own net namespace has veth devices (${veth.map(d => d.name).join(', ')}), which CRIU cannot restore into a joined namespace`
-          : `${head}: the checkpoint has its own net namespace (${own.detail}); CRIU would restore its devices, addresses and routes into the joined namespace`,
-        overridable: true,
-      })
+      const veth = images.netDevices.filter(d => d.type === VETH)
+      const cut = veth.filter(d => d.peerOutside)
+      if (cut.length > 0) {
+        const names = cut.map(d => d.name).join(', ')
+        conflicts.push({
+          message: `${head}: the checkpoint's own net namespace has the veth device ${names}, whose other end was outside the checkpoint; CRIU cannot recreate it in a joined namespace ("Unknown peer net namespace"), with or without --allow-overwrite`,
+          overridable: false,
+          remedy: 'checkpoint the process again with --external-ns net (its net namespace, veth included, is then left out of the images), and restore that with -J net',
+        })
+      } else {
+        conflicts.push({
+          message: veth.length > 0
+            ? `${head}: the checkpoint's own net namespace has veth devices (${veth.map(d => d.name).join(', ')}); CRIU would create them, with its addresses and routes, in the joined namespace`
+            : `${head}: the checkpoint has its own net namespace (${own.detail}); CRIU would restore its devices, addresses and routes into the joined namespace`,
+          overridable: true,
+        })
+      }
+
       break
     }
 

@@ -252,6 +252,8 @@ async function checkpointNamespaces(request: RestoreRequest): Promise<Checkpoint
   }
 
   const conflicts = joinConflicts(images, request.joinNs)
+  const impossible = conflicts.filter(c => !c.overridable)
+  if (impossible.length > 0) throw new RefusedError(impossible.map(c => c.message).join('\n'), impossible.map(c => c.remedy).join('\n'))
   if (conflicts.length > 0 && !request.allowOverwrite) {
     throw new RefusedError(conflicts.map(c => c.message).join('\n'), 'pass --allow-overwrite to restore anyway, or join another namespace')
   }
@@ -267,17 +269,79 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/** One line of /proc/PID/uid_map or gid_map: `count` IDs from `inside` in the namespace are `outside` in its parent. */
+export interface IdMapRange {
+  count: number
+  inside: number
+  outside: number
+}
+
+/** What is known of a pinned user namespace before CRIU starts. */
+export interface UserJoinFacts {
+  ns: NamespaceDesc
+  /** Its maps, read through a process in it; absent when no such process is known. */
+  maps?: {gid: readonly IdMapRange[]; uid: readonly IdMapRange[]}
+  ownerUid?: number
+}
+
+/** The lines of a uid_map or gid_map file. Pure. */
+export function parseIdMap(text: string): IdMapRange[] {
+  return text.split('\n').map(l => l.trim().split(/\s+/).map(Number)).filter(f => f.length === 3 && f.every(n => Number.isInteger(n)))
+  .map(([inside, outside, count]) => ({count, inside, outside}))
+}
+
+const mapsRoot = (map: readonly IdMapRange[]) => map.some(r => r.outside <= 0 && r.outside + r.count > 0)
+const formatMap = (map: readonly IdMapRange[]) => quote(map.map(r => `${r.inside} ${r.outside} ${r.count}`).join(', ') || 'empty')
+
 /**
- * A user namespace owned by another user than root cannot be joined by CRIU 4.2.1. Measured:
- * without UID/GID, CRIU's switch to its own uid after the join fails with EINVAL (root is not
- * mapped there); with :0:0 the restored task is that user to the host and cannot read the
- * checkpoint's images ("Unable to open tty-info.img: Permission denied"). Refused early with
- * the reason instead of CRIU's late error. Pure.
+ * A user namespace that does not map the host's root cannot be joined by CRIU 4.2.1: the
+ * restored tasks keep root's credentials from the images (or take the UID/GID given, which are
+ * then another user to the host). Measured here: map "0 65534 1" (what an unprivileged
+ * `unshare --map-root-user` makes), without UID/GID CRIU's switch of its own uid fails with
+ * EINVAL, with :0:0 the task cannot read the images; map "0 100000 65536" written by root into
+ * a namespace root owns fails the same way ("Unable to open tty-info.img: Permission denied"),
+ * with and without :0:0; while a namespace that uid 1000 owns, with the identity map written by
+ * root, restores (uid 0, inode equal). So the maps decide, not the owner. When the maps cannot
+ * be read (no process of that namespace is known), a namespace owned by another user than root
+ * is refused, as such a namespace maps root only if root wrote its map. Refused early with the
+ * reason instead of CRIU's late error. Pure.
  */
-export function userJoinRefusal(pins: readonly {ns: NamespaceDesc; ownerUid?: number}[], specs: readonly JoinNsSpec[]): string | undefined {
-  const index = pins.findIndex(p => p.ns.name === 'user' && p.ownerUid !== undefined && p.ownerUid !== 0)
-  if (index === -1) return undefined
-  return `--join-ns ${quote(formatJoinNs(specs[index]))}: that user namespace is owned by uid ${pins[index].ownerUid}, not root; CRIU cannot restore into it (its tasks would be uid ${pins[index].ownerUid} to the host and could not read the checkpoint's images, or could not switch user at all)`
+export function userJoinRefusal(joins: readonly UserJoinFacts[], specs: readonly JoinNsSpec[]): string | undefined {
+  for (const [i, join] of joins.entries()) {
+    if (join.ns.name !== 'user') continue
+    const head = `--join-ns ${quote(formatJoinNs(specs[i]))}`
+    const why = 'CRIU restores the tasks with the credentials of the images (root), which mean another user or none there, so they could not read the checkpoint\'s images or switch user at all'
+    if (join.maps) {
+      const {gid, uid} = join.maps
+      if (!mapsRoot(uid)) return `${head}: that user namespace does not map the host's uid 0 (its uid_map is ${formatMap(uid)}); ${why}`
+      if (!mapsRoot(gid)) return `${head}: that user namespace does not map the host's gid 0 (its gid_map is ${formatMap(gid)}); ${why}`
+    } else if (join.ownerUid !== undefined && join.ownerUid !== 0) {
+      return `${head}: that user namespace is owned by uid ${join.ownerUid}, not root, and no process of it is known to read its uid_map from; ${why}`
+    }
+  }
+
+  return undefined
+}
+
+/**
+ * The maps of a pinned user namespace, read through the process the user named (`user:PID`
+ * or `user:/proc/PID/ns/user`), if that process is still in the pinned namespace. Effects.
+ */
+function userMapsOf(spec: JoinNsSpec, pin: PinnedNamespace): UserJoinFacts['maps'] {
+  const pid = spec.target.kind === 'pid' ? String(spec.target.pid) : /^\/proc\/(\d+)\/ns\/user$/.exec(spec.target.path)?.[1]
+  if (pid === undefined) return undefined
+  const inPinned = () => {
+    const st = statSync(`/proc/${pid}/ns/user`)
+    return st.ino === pin.ino && st.dev === pin.dev
+  }
+
+  try {
+    if (!inPinned()) return undefined
+    const maps = {gid: parseIdMap(readFileSync(`/proc/${pid}/gid_map`, 'utf8')), uid: parseIdMap(readFileSync(`/proc/${pid}/uid_map`, 'utf8'))}
+    return inPinned() ? maps : undefined // the same process still, not a new one with its PID
+  } catch {
+    return undefined
+  }
 }
 
 /** Everything before CRIU starts: the same for a real run and a dry run. */
@@ -302,8 +366,9 @@ async function prepare(request: RestoreRequest) {
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
   const pins = pinJoins(request.joinNs)
   try {
-    const refusal = userJoinRefusal(pins, request.joinNs)
-    if (refusal) throw new RefusedError(refusal, 'join a user namespace that root created (and wrote the uid_map of), or restore without -J user')
+    const users = pins.map((pin, i) => (pin.ns.name === 'user' ? {maps: userMapsOf(request.joinNs[i], pin), ns: pin.ns, ownerUid: pin.ownerUid} : pin))
+    const refusal = userJoinRefusal(users, request.joinNs)
+    if (refusal) throw new RefusedError(refusal, 'join a user namespace whose uid_map and gid_map root wrote to map the host\'s root (e.g. "0 0 65536"), or restore without -J user')
     const found = findCriu(request.criuPath)
     // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
     const version: CriuVersion = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())

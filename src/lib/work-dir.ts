@@ -43,7 +43,8 @@ export function removeWorkDir(dir: WorkDir): void {
  * stays, and the error names the log if it does not already.
  */
 export function keepWorkDirFor(error: unknown, dir: WorkDir, logFile: string): void {
-  if (!dir.temporary) return
+  // Removed by someone else meanwhile: the run's own error is what the user must see.
+  if (!dir.temporary || !existsSync(dir.path)) return
   if (readdirSync(dir.path).length === 0) {
     rmSync(dir.path, {force: true, recursive: true})
     return

@@ -179,7 +179,7 @@ describe('restore (real CRIU, real namespaces)', function () {
     expect(alive(ckpt.pid)).to.equal(false)
   })
 
-  it('a user namespace owned by a non-root user: refused before CRIU starts, with the reason (CRIU 4.2.1 itself fails it)', async () => {
+  it('a user namespace a non-root user made (mapping only itself): refused before CRIU starts, with the reason (CRIU 4.2.1 itself fails it)', async () => {
     const ckpt = await checkpoint()
     // nobody's own user namespace, mapping only itself (what an unprivileged user can make)
     const proc = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'unshare', '--user', '--map-root-user', 'sleep', '100000'], {stdio: 'ignore'})
@@ -194,8 +194,8 @@ describe('restore (real CRIU, real namespaces)', function () {
     const work = tempDir()
     const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder}:0:0`, '--allow-user-ns', '-W', work])
     expect(r.code, r.stderr).to.equal(2)
-    expect(flat(r.stderr)).to.include(`--join-ns "user:${holder}:0:0": that user namespace is owned by uid 65534, not root; CRIU cannot restore into it`)
-    expect(flat(r.stderr)).to.include('Hint: join a user namespace that root created')
+    expect(flat(r.stderr)).to.include(`--join-ns "user:${holder}:0:0": that user namespace does not map the host's uid 0 (its uid_map is "0 65534 1"); CRIU restores the tasks with the credentials of the images (root)`)
+    expect(flat(r.stderr)).to.include('Hint: join a user namespace whose uid_map and gid_map root wrote to map the host\'s root')
     expect(existsSync(join(work, 'restore.log')), 'CRIU never started').to.equal(false)
     expect(alive(ckpt.pid)).to.equal(false)
     // The refusal costs nothing: CRIU 4.2.1 run directly fails this join, with and without IDs.

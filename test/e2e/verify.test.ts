@@ -270,6 +270,33 @@ exec ${criuPath()} "$@"
       expect(gateFolders()).to.deep.equal(gatesBefore)
     })
 
+    it('--timeout while a check is still running (the gate script waiting for the verdict): exit 1, CRIU, the tree and the script gone', async () => {
+      const ckpt = await checkpointTicking('single')
+      const holder = await startHolder(['uts'])
+      const ticks = lines(ckpt.log)
+      const gatesBefore = gateFolders()
+      let checking = false
+      const started = Date.now()
+      const error = await runRestore(request(ckpt.dir, [`uts:${holder.pid}`], {
+        beforeResume: [() => {
+          checking = true
+          return new Promise(() => {}) // never settles: only the timeout ends the restore
+        }],
+        timeout: 8,
+      })).then(() => {}, (error_: Error) => error_)
+      expect(checking, 'the restore reached the post-restore stage').to.equal(true)
+      expect(error).to.be.instanceOf(FailedError)
+      expect(error!.message).to.include('CRIU did not finish within 8 s; it was stopped and nothing restored is left running')
+      expect(Date.now() - started).to.be.below(30_000)
+      const running = () => ourChildren().filter(pid => pid !== holder.proc.pid && alive(pid))
+      await waitFor('our killed children to be gone', () => running().length === 0, 3000).catch(() => {})
+      expect(commandLines(running()), 'no CRIU, no orphaned gate script, no task left as our child').to.deep.equal([])
+      expect(gone(ckpt.pids[0])).to.equal(true)
+      expect(gateFolders(), 'the gate folder is removed').to.deep.equal(gatesBefore)
+      await sleep(200)
+      expect(lines(ckpt.log), 'the workload ran no code after the checkpoint').to.equal(ticks)
+    })
+
     it('interrupted while a check is still running: CRIU, the tree and the waiting gate script are gone', async () => {
       const ckpt = await checkpointTicking('single')
       const holder = await startHolder(['uts'])

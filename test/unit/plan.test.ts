@@ -9,7 +9,7 @@ const spec = (text: string) => parseJoinNs(text, '/')
 
 describe('restore plan (pure)', () => {
   const ownNetWithVeth: CheckpointNamespaces = {
-    netDevices: [{name: 'lo', type: 1}, {name: 'eth0', type: 2}],
+    netDevices: [{name: 'lo', type: 1}, {name: 'eth0', peerOutside: true, type: 2}],
     own: [{detail: 'devices: lo (loopback), eth0 (veth)', ns: ns('net')}, {detail: 'hostname "a"', ns: ns('uts')}],
   }
 
@@ -21,10 +21,23 @@ describe('restore plan (pure)', () => {
     expect(planNamespaces({netDevices: [], own: []}, {emptyNs: [ns('net')], joinNs: []}).find(r => r.type === 'net')!.action).to.equal('created empty')
   })
 
-  it('refuses joining net when the images carry veth devices, naming them', () => {
-    expect(joinConflicts(ownNetWithVeth, [spec('net:5')])).to.deep.equal([
-      {message: '--join-ns "net:5": the checkpoint\'s own net namespace has veth devices (eth0), which CRIU cannot restore into a joined namespace', overridable: true},
-    ])
+  it('refuses joining net, even with --allow-overwrite, when a veth\'s peer was outside the checkpoint, naming it and what works', () => {
+    expect(joinConflicts(ownNetWithVeth, [spec('net:5')])).to.deep.equal([{
+      message: '--join-ns "net:5": the checkpoint\'s own net namespace has the veth device eth0, whose other end was outside the checkpoint; CRIU cannot recreate it in a joined namespace ("Unknown peer net namespace"), with or without --allow-overwrite',
+      overridable: false,
+      remedy: 'checkpoint the process again with --external-ns net (its net namespace, veth included, is then left out of the images), and restore that with -J net',
+    }])
+  })
+
+  it('a veth pair with both ends in the checkpoint: a conflict --allow-overwrite may override (CRIU creates the pair in the joined namespace)', () => {
+    const pair: CheckpointNamespaces = {
+      netDevices: [{name: 'lo', type: 1}, {name: 'va', peerOutside: false, type: 2}, {name: 'vb', peerOutside: false, type: 2}],
+      own: [{detail: 'devices: lo (loopback), va (veth), vb (veth)', ns: ns('net')}],
+    }
+    expect(joinConflicts(pair, [spec('net:5')])).to.deep.equal([{
+      message: '--join-ns "net:5": the checkpoint\'s own net namespace has veth devices (va, vb); CRIU would create them, with its addresses and routes, in the joined namespace',
+      overridable: true,
+    }])
   })
 
   it('finds no conflict for types the checkpoint did not have to itself', () => {
