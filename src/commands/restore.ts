@@ -175,8 +175,9 @@ export default class Restore extends CriuCommand {
       this.log(`Images: ${plan.integrity.verdict}`)
       this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
       for (const row of plan.plan.namespaces) this.log(`  ${row.type.padEnd(7)} ${row.action.padEnd(25)} ${row.detail}`)
-      if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first:\n  ${plan.lazyPagesCommand}`)
+      if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first, in the same shell:\n  ${plan.lazyPagesCommand}`)
       this.log(`Command:\n  ${plan.command}`)
+      this.log(plan.note)
       return {...plan, ...withContainer(container)}
     }
 

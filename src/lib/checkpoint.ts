@@ -17,7 +17,7 @@ import {probeHwBreakpoints} from './native.js'
 import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 import {refuseUndumpable} from './undumpable.js'
-import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir, WorkDir} from './work-dir.js'
+import {keepWorkDirFor, makeWorkDir, removeWorkDir, shownWorkDir} from './work-dir.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -182,22 +182,28 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   const version = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
   const criu = found.path
   const created = prepareImagesDir(request, images)
-  const work: WorkDir = request.dryRun ? {path: plannedWorkDir('checkpoint', request.workDir), temporary: false} : makeWorkDir('checkpoint', request.workDir)
-  const workDir = work.path
-  const logFile = join(workDir, 'dump.log')
-  const argv = planCheckpoint(request, {external, logFile, workDir})
   const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
-  const result = {
-    command: formatCommand(criu, argv),
+  const base = {
     criuVersion: version.text,
     durationMs: 0,
     external,
     imagesDir: resolve(request.imagesDir),
     leftRunning: Boolean(request.leaveRunning),
-    logFile,
     pid: request.pid,
   }
-  if (request.dryRun) return result
+  if (request.dryRun) {
+    // A command a person can run: the work folder is one it makes itself, unless --work-dir.
+    const shown = shownWorkDir(request.workDir)
+    const argv = planCheckpoint(request, {external, logFile: join(shown.path, 'dump.log'), workDir: shown.path})
+    const command = formatCommand(criu, argv, {}, shown.folder)
+    return {...base, command: shown.setup ? `${shown.setup} && ${command}` : command, logFile: shown.folder ? undefined : join(shown.path, 'dump.log')}
+  }
+
+  const work = makeWorkDir('checkpoint', request.workDir)
+  const workDir = work.path
+  const logFile = join(workDir, 'dump.log')
+  const argv = planCheckpoint(request, {external, logFile, workDir})
+  const result = {...base, command: formatCommand(criu, argv), logFile}
 
   io.progress?.('start', `Checkpointing process ${request.pid} with CRIU ${version.text}`)
   const run = new CriuRun({argv, criu, inheritFds: [], logFile, ...criuLimits(request)}, env)

@@ -38,10 +38,27 @@ export const criuLimits = (request: {logLimit?: number; stallSeconds?: number}) 
 const LOG_POLL_MS = 200
 
 /** Shell-quoted command line, for --dry-run and messages. */
-const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
+export const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
 
-export function formatCommand(criu: string, argv: readonly string[], env: Record<string, string> = {}): string {
-  return [...Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`), shellQuote(criu), ...argv.map(a => shellQuote(a))].join(' ')
+/**
+ * A folder a command line names through a shell variable rather than by path: a dry run's new
+ * work folder, which the printed command makes itself (`W=$(mktemp -d)`) and then uses as "$W".
+ */
+export interface ShellFolder {
+  /** The variable, without the `$`. */
+  readonly name: string
+  /** How the folder appears in argv: arguments equal to it or under it are written with the variable. */
+  readonly path: string
+}
+
+export function formatCommand(criu: string, argv: readonly string[], env: Record<string, string> = {}, folder?: ShellFolder): string {
+  const word = (a: string) => {
+    if (!folder || !(a === folder.path || a.startsWith(`${folder.path}/`))) return shellQuote(a)
+    const rest = a.slice(folder.path.length)
+    return `"$${folder.name}"${rest ? shellQuote(rest) : ''}`
+  }
+
+  return [...Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`), shellQuote(criu), ...argv.map(a => word(a))].join(' ')
 }
 
 /** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */

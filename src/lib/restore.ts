@@ -10,7 +10,7 @@ import {join, resolve} from 'node:path'
 import {criuCapabilities, hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
 import {
-  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+  CriuIO, criuLimits, CriuRun, formatCommand, shellQuote, supervise,
 } from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, describeCriu, Exit, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
@@ -37,7 +37,7 @@ import {descendsFromThisProcess, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {ResumeGate} from './resume-gate.js'
 import {checkCriuOutputs} from './trust.js'
-import {keepWorkDirFor, makeWorkDir, plannedWorkDir, removeWorkDir} from './work-dir.js'
+import {keepWorkDirFor, makeWorkDir, removeWorkDir, shownWorkDir} from './work-dir.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -188,12 +188,16 @@ export interface RestoreResult {
 }
 
 export interface DryRunResult {
+  /** A command a person can run as root (see shownCommands), without the real run's pinning and checks. */
   command: string
   criuVersion: string
   integrity: {files: number; method: IntegrityMethod; verdict: string}
-  /** With --lazy-pages: the daemon's command, started before `command`. */
+  /** With --lazy-pages: the daemon's command, run before `command` in the same shell. */
   lazyPagesCommand?: string
-  plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
+  /** What the real run does that the command cannot. */
+  note: string
+  /** workDir: the user's --work-dir; absent when the run would make a temporary one. */
+  plan: {namespaces: NamespacePlanRow[]; workDir?: string}
 }
 
 function readPid(pidfile: string): number | undefined {
@@ -324,25 +328,58 @@ function plannedJoins(pins: readonly PinnedNamespace[], specs: readonly JoinNsSp
   return pins.map((pin, i) => ({criuPath: pin.procPath, fd: pin.fd, ino: pin.ino, spec: specs[i]}))
 }
 
+/** Where a target is for a person typing the command: the path given, or /proc/PID/ns/TYPE. Pure. */
+export function targetPath(spec: JoinNsSpec): string {
+  return spec.target.kind === 'pid' ? `/proc/${spec.target.pid}/ns/${spec.ns.procEntry}` : spec.target.path
+}
+
+/**
+ * What the printed command cannot do, said next to it. The real run passes CRIU this process's
+ * own descriptors of the pinned targets and gates the resume on checks run by this process;
+ * neither exists once the dry run has exited.
+ */
+export const SHOWN_COMMAND_NOTE = 'Run as root. The real run opens and type-checks each -J target first and gives CRIU its own descriptor of it, so that a target that exits, or a PID reused in between, cannot redirect the join; and it checks every restored task before CRIU resumes it (--action-script). The command above does neither.'
+
+/**
+ * The commands a person can run to do what restore would do: the -J targets as given (a PID as
+ * /proc/PID/ns/TYPE), a work folder the command makes itself, an external net namespace handed
+ * over as fd 3 by the shell. Pure.
+ */
+export function shownCommands(
+  request: RestoreRequest,
+  facts: {criu: string; env: Record<string, string>; externalNetKey?: string; imagesDir: string; ino: readonly number[]},
+): {command: string; lazyPagesCommand?: string} {
+  const work = shownWorkDir(request.workDir)
+  // Shown fds count from 3, as CRIU gets them (CriuRun passes inheritFds as 3, 4, ...).
+  const joins = request.joinNs.map((spec, i): PlannedJoin => ({criuPath: targetPath(spec), fd: 3 + i, ino: facts.ino[i], spec}))
+  const plan = planRestore(request, {criu: facts.criu, env: facts.env, externalNetKey: facts.externalNetKey, joins, workDir: work.path})
+  const redirects = plan.inheritFds.map((fd, i) => `${3 + i}<${shellQuote(joins.find(j => j.fd === fd)!.criuPath)}`)
+  const restore = [formatCommand(plan.criu, plan.argv, plan.env, work.folder), ...redirects].join(' ')
+  if (!request.lazyPages) return {command: work.setup ? `${work.setup} && ${restore}` : restore}
+  // The daemon runs in the background in the same folder: the folder is made first, in this shell.
+  const lazy = planLazyPages({criu: facts.criu, imagesDir: request.imagesDir, workDir: work.path})
+  const daemon = `${lazyPagesCommand({...lazy, argv: withoutStatusFd(lazy.argv)}, plan.env, work.folder)} &`
+  return {command: restore, lazyPagesCommand: work.setup ? `${work.setup}; ${daemon}` : daemon}
+}
+
+/** The daemon's argv without --status-fd, which only this process reads. */
+function withoutStatusFd(argv: readonly string[]): string[] {
+  const i = argv.indexOf('--status-fd')
+  return i === -1 ? [...argv] : [...argv.slice(0, i), ...argv.slice(i + 2)]
+}
+
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
   const {criu, images, integrity, pins, version} = await prepare(request)
   try {
-    const workDir = plannedWorkDir('restore', request.workDir)
-    const plan = planRestore(request, {
-      actionScript: gated(pins, request.beforeResume ?? []) ? join(plannedWorkDir('gate'), 'post-restore') : undefined,
-      criu,
-      env: diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))),
-      externalNetKey: images.externalNetKey,
-      joins: plannedJoins(pins, request.joinNs),
-      workDir,
-    })
+    const env = diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints)))
+    const shown = shownCommands(request, {criu, env, externalNetKey: images.externalNetKey, imagesDir: request.imagesDir, ino: pins.map(p => p.ino)})
     return {
-      command: formatCommand(plan.criu, plan.argv, plan.env),
+      ...shown,
       criuVersion: version.text,
       integrity: {files: integrity.files, method: integrity.method, verdict: verdictLine(integrity)},
-      lazyPagesCommand: request.lazyPages ? lazyPagesCommand(planLazyPages({criu, imagesDir: request.imagesDir, workDir}), plan.env) : undefined,
-      plan: {namespaces: planNamespaces(images, request), pidfile: plan.pidfile, workDir},
+      note: SHOWN_COMMAND_NOTE,
+      plan: {namespaces: planNamespaces(images, request), ...(request.workDir ? {workDir: resolve(request.workDir)} : {})},
     }
   } finally {
     for (const p of pins) p.close()

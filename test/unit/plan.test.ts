@@ -3,6 +3,7 @@ import {expect} from 'chai'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
 import {CheckpointNamespaces, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
+import {RestoreRequest, shownCommands} from '../../src/lib/restore.js'
 
 const ns = (name: string) => namespaceByName(name)!
 const spec = (text: string) => parseJoinNs(text, '/')
@@ -35,5 +36,24 @@ describe('restore plan (pure)', () => {
   it('marks a join of an external net namespace in the plan', () => {
     const rows = planNamespaces({externalNetKey: 'mycli-net-9', netDevices: [], own: []}, {emptyNs: [], joinNs: [spec('net:5')]})
     expect(rows.find(r => r.type === 'net')!.detail).to.equal('process 5 (the checkpoint\'s external net namespace "mycli-net-9")')
+  })
+
+  describe('the commands --dry-run prints for a person to run', () => {
+    const request = (extra: Partial<RestoreRequest>): RestoreRequest => ({detached: true, emptyNs: [], imagesDir: '/ck', joinNs: [], ...extra})
+    const facts = {criu: '/c/criu', env: {}, imagesDir: '/ck', ino: [11, 12]}
+
+    it('names each target as given, a PID as /proc/PID/ns/TYPE, and makes its own work folder', () => {
+      const {command, lazyPagesCommand} = shownCommands(request({joinNs: [spec('net:42'), spec('user:/run/u:1000:1000')]}), facts)
+      expect(command).to.equal('W=$(mktemp -d) && /c/criu restore --images-dir /ck --work-dir "$W" --log-file "$W"/restore.log -v4 --pidfile "$W"/restore.pid --restore-detached --join-ns net:/proc/42/ns/net --join-ns user:/run/u,1000,1000')
+      expect(lazyPagesCommand).to.equal(undefined)
+    })
+
+    it('hands an external net namespace over as fd 3; with --lazy-pages the daemon is started first in the same folder; --work-dir is used as given', () => {
+      const external = shownCommands(request({joinNs: [spec('net:/run/netns/a b')], lazyPages: true}), {...facts, externalNetKey: 'k'})
+      expect(external.lazyPagesCommand).to.equal('W=$(mktemp -d); /c/criu lazy-pages --images-dir /ck --work-dir "$W" --log-file "$W"/lazy-pages.log -v4 &')
+      expect(external.command).to.equal('/c/criu restore --images-dir /ck --work-dir "$W" --log-file "$W"/restore.log -v4 --pidfile "$W"/restore.pid --restore-detached --lazy-pages --inherit-fd \'fd[3]:k\' 3<\'/run/netns/a b\'')
+      const given = shownCommands(request({joinNs: [spec('uts:7')], workDir: '/w'}), facts)
+      expect(given.command).to.equal('/c/criu restore --images-dir /ck --work-dir /w --log-file /w/restore.log -v4 --pidfile /w/restore.pid --restore-detached --join-ns uts:/proc/7/ns/uts')
+    })
   })
 })
