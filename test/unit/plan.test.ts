@@ -7,6 +7,7 @@ import {RestoreRequest, shownCommands} from '../../src/lib/restore.js'
 
 const ns = (name: string) => namespaceByName(name)!
 const spec = (text: string) => parseJoinNs(text, '/')
+const request = (extra: Partial<RestoreRequest>): RestoreRequest => ({detached: true, emptyNs: [], imagesDir: '/ck', joinNs: [], ...extra})
 
 describe('restore plan (pure)', () => {
   const ownNetWithVeth: CheckpointNamespaces = {
@@ -39,7 +40,6 @@ describe('restore plan (pure)', () => {
   })
 
   describe('the commands --dry-run prints for a person to run', () => {
-    const request = (extra: Partial<RestoreRequest>): RestoreRequest => ({detached: true, emptyNs: [], imagesDir: '/ck', joinNs: [], ...extra})
     const facts = {criu: '/c/criu', env: {}, imagesDir: '/ck', ino: [11, 12]}
 
     it('names each target as given, a PID as /proc/PID/ns/TYPE, and makes its own work folder', () => {
