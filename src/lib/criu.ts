@@ -208,6 +208,16 @@ export function runCriu(path: string, args: readonly string[], timeout = 30_000)
   })
 }
 
+/** `criu check --feature NAME` passes: this CRIU can use that kernel feature here (needs root). */
+export async function criuSupports(path: string, feature: string): Promise<boolean> {
+  return (await runCriu(path, ['check', '--feature', feature])).code === 0
+}
+
+/** Where a command is on PATH (absolute directories only, as CRIU's execvp would find it), or undefined. */
+export function onPath(command: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return (env.PATH ?? '').split(delimiter).filter(dir => dir.startsWith('/')).map(dir => join(dir, command)).find(path => existsSync(path))
+}
+
 /** What a failed `criu check` means, in one line. Pure: reads CRIU's own words. */
 export function explainCheckFailure(output: string): string {
   if (/CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE/.test(output)) {

@@ -7,12 +7,12 @@
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {release} from 'node:os'
-import {delimiter, join, resolve} from 'node:path'
+import {resolve} from 'node:path'
 
 import {CapabilityNeed, criuCapabilities, hasCapability, capabilityByName, missingCapabilities} from './capabilities.js'
 import {
-  CRIU_DETECTS_BREAKPOINTS, CriuCheck, criuCheck, CriuSource, CriuVersion, findCriu, formatVersion,
-  FoundCriu, hwBreakpointsWork, MIN_CRIU, readCriuVersion, runCriu, versionAtLeast, wayOut,
+  CRIU_DETECTS_BREAKPOINTS, CriuCheck, criuCheck, CriuSource, criuSupports, CriuVersion, findCriu, formatVersion,
+  FoundCriu, hwBreakpointsWork, MIN_CRIU, onPath, readCriuVersion, versionAtLeast, wayOut,
 } from './criu.js'
 import {CriuPluginError} from './errors.js'
 import {IoUringPolicy, readIoUringPolicy} from './undumpable.js'
@@ -206,10 +206,6 @@ export function advice(): string {
   return wayOut(false)
 }
 
-function which(command: string, env: NodeJS.ProcessEnv): string | undefined {
-  return (env.PATH ?? '').split(delimiter).filter(dir => dir.startsWith('/')).map(dir => join(dir, command)).find(path => existsSync(path))
-}
-
 /** Gather the facts (effects: finds and runs CRIU), then run every check. */
 export async function runDoctor(options: {criuPath?: string; env?: NodeJS.ProcessEnv; probe: () => {works: boolean | null}}): Promise<DoctorReport> {
   const env = options.env ?? process.env
@@ -221,7 +217,7 @@ export async function runDoctor(options: {criuPath?: string; env?: NodeJS.Proces
     ioUring: readIoUringPolicy(),
     kernel: release(),
     root: process.geteuid?.() === 0 && hasCapability(capabilities, capabilityByName('CAP_SYS_ADMIN') as CapabilityNeed),
-    which: command => which(command, env),
+    which: command => onPath(command, env),
   }
   try {
     ctx.found = findCriu(options.criuPath, env)
@@ -238,7 +234,7 @@ export async function runDoctor(options: {criuPath?: string; env?: NodeJS.Proces
     const answers = new Map<string, Promise<boolean>>()
     ctx.feature = name => {
       if (!ctx.check?.ok) return Promise.resolve(false)
-      if (!answers.has(name)) answers.set(name, runCriu(path, ['check', '--feature', name]).then(r => r.code === 0))
+      if (!answers.has(name)) answers.set(name, criuSupports(path, name))
       return answers.get(name)!
     }
   }
