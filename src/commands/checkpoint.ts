@@ -31,7 +31,7 @@ export default class Checkpoint extends CriuCommand {
     'images-dir': Flags.directory({char: 'D', required: true, summary: 'Folder for the checkpoint images (created when missing).'}),
     'leave-running': Flags.boolean({summary: 'Let the tree run on after the dump (CRIU --leave-running).'}),
     'log-limit': logLimit(),
-    'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network of a dumped net namespace (CRIU --network-lock; skip where iptables is missing).'})(),
+    'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network namespace it dumps (CRIU --network-lock); `criu check` shows which work here.'})(),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree is a shell job with a terminal (CRIU --shell-job).'}),
     'stall-timeout': stallTimeout(),
     'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump established TCP connections (CRIU --tcp-established).'}),
@@ -66,10 +66,11 @@ export default class Checkpoint extends CriuCommand {
         verbosity: flags.verbose,
         workDir: flags['work-dir'],
       },
-      this.criuIO(),
+      {...this.criuIO(), note: text => this.warn(text)},
     )
     if (flags['dry-run']) {
       this.log(result.command)
+      if (result.note) this.log(result.note)
       return result
     }
 

@@ -5,10 +5,13 @@ import {readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
 import {checkpointCapabilityProblems, criuCapabilities, hasAdminCapability, TreeProcess} from './capabilities.js'
+import {commandLine} from './cli-names.js'
 import {
-  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+  CriuIO, criuLimits, CriuRun, formatCommand, shellQuote, supervise,
 } from './criu-run.js'
-import {criuEnvironment, criuFailure, criuVersion, describeCriu, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
+import {
+  criuEnvironment, criuFailure, criuSupports, criuVersion, describeCriu, findCriu, hwBreakpointsWork, judgeCriu, onPath,
+} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {MANIFEST_FILE, writeManifest} from './manifest.js'
@@ -53,6 +56,11 @@ export interface ExternalNamespace {
   type: string
 }
 
+/** Hooks for the shell: besides CRIU's progress, advice said before CRIU starts. */
+export interface CheckpointIO extends CriuIO {
+  note?: (text: string) => void
+}
+
 export interface CheckpointResult {
   command: string
   criuVersion: string
@@ -65,6 +73,10 @@ export interface CheckpointResult {
   /** The manifest written into the folder (not on --dry-run). */
   manifest?: string
   manifestFiles?: number
+  /** With --dry-run: what the real run does that `command` does not. */
+  note?: string
+  /** Advice about the tree, said before CRIU started (see netnsAdvice). */
+  notes: string[]
   pid: number
 }
 
@@ -103,6 +115,78 @@ function externalNamespaces(request: CheckpointRequest): ExternalNamespace[] {
 
     return {inode, key: externalKey(ns.name, inode), type: ns.name}
   })
+}
+
+/** What the real run does that the command --dry-run prints does not. */
+export const SHOWN_CHECKPOINT_NOTE = 'Run as root. The real run also scans the tree for objects CRIU cannot dump first, and writes the manifest restore checks the images against (oclif-plugin-criu.manifest.json) once CRIU has finished.'
+
+/** Which --network-lock methods work here; undefined: not known (CRIU was not asked). */
+export interface NetworkLocks {
+  /** iptables-restore is on PATH: CRIU's default lock runs it. */
+  iptables: boolean
+  /** `criu check --feature network_lock_nftables` passed. */
+  nftables?: boolean
+}
+
+/** The network-lock methods that work, by what is known of this machine. Pure. */
+function workingLocks(locks: NetworkLocks): string[] {
+  return [...(locks.iptables ? ['iptables'] : []), ...(locks.nftables ? ['nftables'] : []), 'skip']
+}
+
+/**
+ * What to say before CRIU starts about a tree in a network namespace of its own (a pod's, a
+ * container's; not CRIU's): CRIU dumps that namespace unless --external-ns net, and locks it
+ * while it dumps, by default with iptables-restore. Measured with CRIU 4.2.1 here: without
+ * iptables the dump fails after the tree was frozen ("Locking network failed"), also with
+ * --external-ns net; and a checkpoint that carries the namespace is refused by `restore -J net`
+ * (it would overwrite the joined namespace's network). Returns the notes to show, and the lock
+ * problem that makes CRIU fail, as an error. Pure.
+ */
+export function netnsAdvice(
+  request: Pick<CheckpointRequest, 'externalNs' | 'networkLock' | 'pid'>,
+  facts: {locks: NetworkLocks; netInode: number},
+): {notes: string[]; problem?: FailedError} {
+  const notes: string[] = []
+  if (!request.externalNs.some(ns => ns.name === 'net')) {
+    notes.push(`process ${request.pid} is in a network namespace of its own (inode ${facts.netInode}), which this checkpoint will contain; to restore it later into a pod's or container's network namespace (${commandLine('restore', '-J net:TARGET')}), checkpoint it with --external-ns net, which leaves the namespace out of the images`)
+  }
+
+  const method = request.networkLock ?? 'iptables'
+  const working = workingLocks(facts.locks)
+  if (working.includes(method)) {
+    if (!request.networkLock) notes.push('CRIU locks that network namespace while it dumps, by default with iptables, which works here')
+    return {notes}
+  }
+
+  const how = request.networkLock ? `with --network-lock ${method}` : 'by default with iptables'
+  const why = method === 'iptables' ? 'iptables-restore is not on PATH' : 'this CRIU\'s check says nftables locking is not supported here'
+  const others = working.filter(m => m !== 'skip').map(m => `--network-lock ${m} (works here)`)
+  const skip = '--network-lock skip (no lock: packets that arrive during the dump are lost to the checkpoint)'
+  const external = notes.length > 0 ? '; and to restore it later into a pod\'s or container\'s network namespace, add --external-ns net' : ''
+  return {
+    notes,
+    problem: new FailedError(
+      `process ${request.pid} is in a network namespace of its own, which CRIU locks while it dumps, ${how}: that cannot work here (${why}). Nothing was frozen`,
+      `pass ${[...others, skip].join(', or ')}${method === 'iptables' ? ', or install iptables' : ''}${external}`,
+    ),
+  }
+}
+
+/** What this machine offers for locking a dumped network namespace (effects: PATH, CRIU). */
+async function networkLocks(criu: string, request: CheckpointRequest): Promise<NetworkLocks> {
+  const iptables = onPath('iptables-restore') !== undefined
+  // CRIU is asked only when nftables matters: chosen, or the way out of a missing iptables.
+  const ask = request.networkLock === 'nftables' || (!iptables && request.networkLock !== 'skip')
+  return {iptables, nftables: ask && hasAdminCapability() ? await criuSupports(criu, 'network_lock_nftables') : undefined}
+}
+
+/** The advice for a tree in a network namespace other than ours; a lock that cannot work is refused. */
+async function adviseOnNetns(criu: string, request: CheckpointRequest): Promise<string[]> {
+  const netInode = statSync(`/proc/${request.pid}/ns/net`).ino
+  if (netInode === statSync('/proc/self/ns/net').ino) return []
+  const advice = netnsAdvice(request, {locks: await networkLocks(criu, request), netInode})
+  if (advice.problem) throw advice.problem
+  return advice.notes
 }
 
 /** What CRIU writes into the work dir during a dump, besides what it is told by flags. */
@@ -171,7 +255,7 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   return external
 }
 
-export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {}): Promise<CheckpointResult> {
+export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO = {}): Promise<CheckpointResult> {
   const started = Date.now()
   const external = checkRequest(request)
   refuseUndumpable(request.pid, request.launchCommand ?? 'launch')
@@ -181,10 +265,14 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
   const version = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
   const criu = found.path
+  const notes = await adviseOnNetns(criu, request)
+  for (const note of notes) io.note?.(note)
+
   const created = prepareImagesDir(request, images)
   const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
   const base = {
     criuVersion: version.text,
+    notes,
     durationMs: 0,
     external,
     imagesDir: resolve(request.imagesDir),
@@ -195,8 +283,10 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
     // A command a person can run: the work folder is one it makes itself, unless --work-dir.
     const shown = shownWorkDir(request.workDir)
     const argv = planCheckpoint(request, {external, logFile: join(shown.path, 'dump.log'), workDir: shown.path})
-    const command = formatCommand(criu, argv, {}, shown.folder)
-    return {...base, command: shown.setup ? `${shown.setup} && ${command}` : command, logFile: shown.folder ? undefined : join(shown.path, 'dump.log')}
+    // CRIU writes into a folder that is there: the real run makes it (0700) when missing.
+    const setup = [...(images.missing ? [`mkdir -m 0700 ${shellQuote(images.resolved)}`] : []), ...(shown.setup ? [shown.setup] : [])]
+    const command = [...setup, formatCommand(criu, argv, {}, shown.folder)].join(' && ')
+    return {...base, command, logFile: shown.folder ? undefined : join(shown.path, 'dump.log'), note: SHOWN_CHECKPOINT_NOTE}
   }
 
   const work = makeWorkDir('checkpoint', request.workDir)

@@ -10,6 +10,7 @@ import {join} from 'node:path'
 
 import type {TaskKobjIdsEntry} from './image-schema.js'
 
+import {commandLine} from './cli-names.js'
 import {formatTarget, joinLabel, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc, namespaceByName, NAMESPACES} from './namespaces.js'
 
@@ -115,6 +116,14 @@ export interface JoinConflict {
   message: string
   /** Refused unless the user passes --allow-overwrite. */
   overridable: true
+  /** The way that restores without overwriting anything, for the hint. */
+  remedy: string
+}
+
+/** The hint for refused joins: the ways that overwrite nothing first, then --allow-overwrite. Pure. */
+export function conflictHint(conflicts: readonly JoinConflict[]): string {
+  const remedies = [...new Set(conflicts.map(c => c.remedy))]
+  return [...remedies, 'pass --allow-overwrite to restore anyway, overwriting the joined namespace\'s state'].join('; or ')
 }
 
 /**
@@ -129,14 +138,15 @@ export function joinConflicts(images: CheckpointNamespaces, joins: readonly Join
     const own = images.own.find(o => o.ns === spec.ns)
     if (!own) continue
     const head = joinLabel(spec)
+    const without = `restore without -J ${spec.ns.name} (the tree gets its own ${spec.ns.name} namespace back from the images)`
     switch (spec.ns.name) {
     case 'uts': {
-      conflicts.push({message: `${head}: the checkpoint has its own UTS namespace (${own.detail}); CRIU would set the joined namespace's hostname and domain name to the checkpoint's`, overridable: true})
+      conflicts.push({message: `${head}: the checkpoint has its own UTS namespace (${own.detail}); CRIU would set the joined namespace's hostname and domain name to the checkpoint's`, overridable: true, remedy: without})
       break
     }
 
     case 'ipc': {
-      conflicts.push({message: `${head}: the checkpoint has its own IPC namespace; CRIU would write its IPC sysctls and SysV objects (shared memory, queues, semaphores) into the joined namespace`, overridable: true})
+      conflicts.push({message: `${head}: the checkpoint has its own IPC namespace; CRIU would write its IPC sysctls and SysV objects (shared memory, queues, semaphores) into the joined namespace`, overridable: true, remedy: without})
       break
     }
 
@@ -147,12 +157,14 @@ export function joinConflicts(images: CheckpointNamespaces, joins: readonly Join
           ? `${head}: the checkpoint's own net namespace has veth devices (${veth.map(d => d.name).join(', ')}), which CRIU cannot restore into a joined namespace`
           : `${head}: the checkpoint has its own net namespace (${own.detail}); CRIU would restore its devices, addresses and routes into the joined namespace`,
         overridable: true,
+        // A checkpoint without the namespace is what a pod restore needs: it joins, it does not overwrite.
+        remedy: `checkpoint the process again with ${commandLine('checkpoint', 'PID -D DIR --external-ns net')}, which leaves its network namespace out of the images, and restore that with -J net`,
       })
       break
     }
 
     default: {
-      conflicts.push({message: `${head}: the checkpoint has its own ${spec.ns.name} namespace; CRIU would restore its state into the joined namespace`, overridable: true})
+      conflicts.push({message: `${head}: the checkpoint has its own ${spec.ns.name} namespace; CRIU would restore its state into the joined namespace`, overridable: true, remedy: without})
     }
     }
   }

@@ -32,7 +32,7 @@ import {
 import {PagesCheck} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
-import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
+import {CheckpointNamespaces, conflictHint, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 import {descendsFromThisProcess, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {ResumeGate} from './resume-gate.js'
@@ -257,7 +257,7 @@ async function checkpointNamespaces(request: RestoreRequest): Promise<Checkpoint
 
   const conflicts = joinConflicts(images, request.joinNs)
   if (conflicts.length > 0 && !request.allowOverwrite) {
-    throw new RefusedError(conflicts.map(c => c.message).join('\n'), 'pass --allow-overwrite to restore anyway, or join another namespace')
+    throw new RefusedError(conflicts.map(c => c.message).join('\n'), conflictHint(conflicts))
   }
 
   return images

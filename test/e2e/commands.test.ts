@@ -3,8 +3,9 @@ import {spawn, spawnSync} from 'node:child_process'
 import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {processStat} from '../../src/lib/proc.js'
 import {mycli} from '../support/checkpoint.js'
-import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, waitFor, flat} from '../support/system.js'
+import {addNetns, alive, cleanup, criuPath, nsInode, requireRoot, startHolder, tempDir, track, waitFor, flat} from '../support/system.js'
 
 /** A single-process workload started through `argv` (exec chain, no fork): its PID is the spawned one. */
 async function workload(argv: string[]): Promise<number> {
@@ -56,6 +57,55 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       expect(r.code, r.stderr).to.equal(0)
       track(pid)
       expect(nsInode(pid, 'net')).to.equal(nsInode(holder.pid, 'net'))
+    })
+
+    it('a process in a pod\'s network namespace: checkpoint says up front to use --external-ns net and which --network-lock works; restore\'s refusal leads there first', async () => {
+      const pod = await startHolder(['net'])
+      const pid = await workload(['nsenter', '-t', String(pod.pid), '-n', 'sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      const nftables = spawnSync(criuPath(), ['check', '--feature', 'network_lock_nftables']).status === 0
+      const works = nftables ? 'nftables' : 'skip'
+      // CRIU's default lock runs iptables-restore: a PATH without it is a machine without iptables.
+      const noIptables = (process.env.PATH ?? '').split(':').filter(d => d && !existsSync(join(d, 'iptables-restore'))).join(':')
+      const missing = mycli(['checkpoint', String(pid), '-D', dir, '--dry-run'], {PATH: noIptables})
+      expect(missing.code, missing.stderr).to.equal(1)
+      expect(flat(missing.stderr)).to.include(`process ${pid} is in a network namespace of its own, which CRIU locks while it dumps, by default with iptables`)
+      expect(flat(missing.stderr)).to.include('that cannot work here (iptables-restore is not on PATH). Nothing was frozen')
+      expect(flat(missing.stderr)).to.include(`Hint: pass ${nftables ? '--network-lock nftables (works here), or ' : ''}--network-lock skip`)
+      expect(flat(missing.stderr)).to.include('add --external-ns net')
+      expect(processStat(pid)?.state, 'nothing was frozen').to.equal('S')
+      expect(existsSync(dir)).to.equal(false)
+      // With a lock that works: the advice before anything runs, and a command that runs as printed.
+      const dry = mycli(['checkpoint', String(pid), '-D', dir, '--dry-run', '--network-lock', works], {PATH: noIptables})
+      expect(dry.code, dry.stderr).to.equal(0)
+      expect(flat(dry.stderr)).to.include(`Warning: process ${pid} is in a network namespace of its own (inode ${nsInode(pod.pid, 'net')}), which this checkpoint will contain`)
+      expect(flat(dry.stderr)).to.include('to restore it later into a pod\'s or container\'s network namespace (mycli restore -J net:TARGET), checkpoint it with --external-ns net')
+      expect(dry.stdout).to.match(/ && W=\$\(mktemp -d\) && \S+ dump --tree \d+ /)
+      expect(dry.stdout).not.to.match(/X{6}/)
+      const command = dry.stdout.split('\n')[0]
+      expect(command).to.include(`mkdir -m 0700 ${dir} && `)
+      const run = spawnSync('sh', ['-c', command], {encoding: 'utf8', env: {...process.env, PATH: noIptables, TMPDIR: tempDir()}})
+      expect(run.status, run.stderr).to.equal(0)
+      expect(existsSync(join(dir, 'inventory.img'))).to.equal(true)
+      await reaped(pid)
+      // That checkpoint carries the pod's namespace: restore names the way that overwrites nothing first.
+      const target = await startHolder(['net'])
+      const refused = mycli(['restore', '-D', dir, '-J', `net:${target.pid}`])
+      expect(refused.code).to.equal(2)
+      const hint = flat(refused.stderr).split('Hint: ')[1]
+      expect(hint).to.match(/^checkpoint the process again with mycli checkpoint PID -D DIR --external-ns net, which leaves its network namespace out of the images, and restore that with -J net; or pass --allow-overwrite/)
+      // Following it: the advice is not repeated, and the restore joins the target.
+      const again = await workload(['nsenter', '-t', String(pod.pid), '-n', 'sleep', '100000'])
+      const dir2 = join(tempDir(), 'ckpt')
+      const c = mycli(['checkpoint', String(again), '-D', dir2, '--external-ns', 'net', '--network-lock', works, '--json'], {PATH: noIptables})
+      expect(c.code, c.stderr).to.equal(0)
+      expect(c.stderr).to.equal('')
+      expect(JSON.parse(c.stdout).notes).to.deep.equal([])
+      await reaped(again)
+      const r = mycli(['restore', '-D', dir2, '-J', `net:${target.pid}`])
+      expect(r.code, r.stderr).to.equal(0)
+      track(again)
+      expect(nsInode(again, 'net')).to.equal(nsInode(target.pid, 'net'))
     })
 
     it('--external-ns net leaves the pod\'s net namespace out; restore -J net puts the tree back into one', async () => {
@@ -163,7 +213,7 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       const holder = await startHolder(['uts'], 'pod-host')
       const refused = mycli(['restore', '-D', dir, '-J', `uts:${holder.pid}`])
       expect(refused.code).to.equal(2)
-      expect(flat(refused.stderr)).to.include('the checkpoint has its own UTS namespace (hostname "ckpt-host"); CRIU would set the joined namespace\'s hostname and domain name to the checkpoint\'s Hint: pass --allow-overwrite')
+      expect(flat(refused.stderr)).to.include('the checkpoint has its own UTS namespace (hostname "ckpt-host"); CRIU would set the joined namespace\'s hostname and domain name to the checkpoint\'s Hint: restore without -J uts (the tree gets its own uts namespace back from the images); or pass --allow-overwrite')
       expect(existsSync(`/proc/${pid}`)).to.equal(false)
       const hostname = () => spawnSync('nsenter', ['-t', String(holder.pid), '-u', 'hostname'], {encoding: 'utf8'}).stdout.trim()
       expect(hostname()).to.equal('pod-host')

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
-import {CheckpointNamespaces, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
+import {CheckpointNamespaces, conflictHint, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
 import {RestoreRequest, shownCommands} from '../../src/lib/restore.js'
 
 const ns = (name: string) => namespaceByName(name)!
@@ -25,8 +25,17 @@ describe('restore plan (pure)', () => {
 
   it('refuses joining net when the images carry veth devices, naming them', () => {
     expect(joinConflicts(ownNetWithVeth, [spec('net:5')])).to.deep.equal([
-      {message: '--join-ns "net:5": the checkpoint\'s own net namespace has veth devices (eth0), which CRIU cannot restore into a joined namespace', overridable: true},
+      {
+        message: '--join-ns "net:5": the checkpoint\'s own net namespace has veth devices (eth0), which CRIU cannot restore into a joined namespace',
+        overridable: true,
+        remedy: 'checkpoint the process again with checkpoint PID -D DIR --external-ns net, which leaves its network namespace out of the images, and restore that with -J net',
+      },
     ])
+  })
+
+  it('the hint names the ways that overwrite nothing first, each once, then --allow-overwrite', () => {
+    const hint = conflictHint(joinConflicts(ownNetWithVeth, [spec('uts:5'), spec('net:5')]))
+    expect(hint).to.equal('restore without -J uts (the tree gets its own uts namespace back from the images); or checkpoint the process again with checkpoint PID -D DIR --external-ns net, which leaves its network namespace out of the images, and restore that with -J net; or pass --allow-overwrite to restore anyway, overwriting the joined namespace\'s state')
   })
 
   it('finds no conflict for types the checkpoint did not have to itself', () => {
