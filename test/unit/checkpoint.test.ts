@@ -28,7 +28,8 @@ describe('checkpoint advice for a tree in a network namespace of its own (pure)'
       'process 7 is in a network namespace of its own, which CRIU locks while it dumps, by default with iptables:',
       'that cannot work here (iptables-restore is not on PATH). Nothing was frozen',
     ].join(' '))
-    expect(withNft.hint).to.match(/^pass --network-lock nftables \(works here\), or --network-lock skip .*, or install iptables; and to restore it later into a pod's or container's network namespace, add --external-ns net$/)
+    expect(withNft.hint).to.match(/^pass --network-lock nftables \(works here\), or --network-lock skip .*, or install iptables; and to restore it later/)
+    expect(withNft.hint).to.match(/into a pod's or container's network namespace, add --external-ns net$/)
     const without = advise({externalNs: [net]}, {iptables: false, nftables: false}).problem!
     expect(without.hint).to.match(/^pass --network-lock skip \(no lock: .*\), or install iptables$/)
     const nft = advise({externalNs: [net], networkLock: 'nftables'}, {iptables: true, nftables: false}).problem!
