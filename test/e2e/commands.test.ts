@@ -93,7 +93,7 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       const refused = mycli(['restore', '-D', dir, '-J', `net:${target.pid}`])
       expect(refused.code).to.equal(2)
       const hint = flat(refused.stderr).split('Hint: ')[1]
-      expect(hint).to.match(/^checkpoint the process again with mycli checkpoint PID -D DIR --external-ns net, which leaves its network namespace out of the images/)
+      expect(hint).to.match(/^checkpoint the process again with mycli checkpoint PID -D DIR --external-ns net, which leaves its network namespace out/)
       expect(hint).to.match(/, and restore that with -J net; or pass --allow-overwrite/)
       // Following it: the advice is not repeated, and the restore joins the target.
       const again = await workload(['nsenter', '-t', String(pod.pid), '-n', 'sleep', '100000'])
