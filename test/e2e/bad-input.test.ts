@@ -7,6 +7,7 @@ import {createServer, Server} from 'node:net'
 import {join} from 'node:path'
 
 import {Checkpoint, checkpoint, folderDigest} from '../support/checkpoint.js'
+import {unknownMentions} from '../support/hints.js'
 import {alive, BIN, cleanup, criuPath, Holder, requireRoot, startHolder, tempDir, flat} from '../support/system.js'
 
 interface BadInput {
@@ -38,6 +39,7 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
   let server: Server
   let digest: string
   const places: Record<string, string> = {}
+  let hints = 0
   let criuLog: string
 
   before(async () => {
@@ -114,6 +116,15 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
       expect(readFileSync(criuLog, 'utf8'), 'no CRIU process was started').to.equal('')
       expect(folderDigest(ckpt.dir), 'the checkpoint is untouched').to.equal(digest)
       expect(alive(ckpt.pid), 'nothing was restored').to.equal(false)
+      const hint = err.split('Hint: ')[1]
+      if (hint !== undefined) {
+        hints++
+        expect(unknownMentions(hint, 'restore'), `the hint names only real flags and commands: ${hint}`).to.deep.equal([])
+      }
     })
   }
+
+  it('the corpus checked hints (each names only the plugin\'s real flags and commands)', () => {
+    expect(hints).to.be.at.least(10)
+  })
 })
