@@ -58,6 +58,7 @@ export default class Checkpoint extends CriuCommand {
         leaveRunning: flags['leave-running'],
         logLimit: flags['log-limit'],
         stallSeconds: flags['stall-timeout'],
+        stats: this.jsonEnabled(),
         networkLock: flags['network-lock'],
         pid: args.pid,
         shellJob: flags['shell-job'],

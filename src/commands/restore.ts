@@ -158,6 +158,7 @@ export default class Restore extends CriuCommand {
       logFile: flags['log-file'],
       logLimit: flags['log-limit'],
       stallSeconds: flags['stall-timeout'],
+      stats: this.jsonEnabled(),
       manageCgroups: flags['manage-cgroups'],
       pidfile: flags.pidfile,
       shellJob: flags['shell-job'],

@@ -6,6 +6,8 @@ import {ChildProcess, spawn, StdioOptions} from 'node:child_process'
 import {statSync} from 'node:fs'
 import {Readable} from 'node:stream'
 
+import type {CriuStats} from './image-reader.js'
+
 import {Exit} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
 
@@ -59,6 +61,16 @@ export function formatCommand(criu: string, argv: readonly string[], env: Record
   }
 
   return [...Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`), shellQuote(criu), ...argv.map(a => word(a))].join(' ')
+}
+
+/**
+ * What CRIU measured in one run (its stats-dump or stats-restore, in the work folder), read once
+ * CRIU has finished and before the folder is removed. The image reader (protobufjs, about 25 ms
+ * to load) is loaded only here, for the callers that asked (--json).
+ */
+export async function readStats(workDir: string, action: 'dump' | 'restore'): Promise<CriuStats | undefined> {
+  const {readCriuStats} = await import('./image-reader.js')
+  return readCriuStats(workDir, action)
 }
 
 /** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */

@@ -7,10 +7,12 @@
 import {existsSync, readFileSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
+import type {CriuStats} from './image-reader.js'
+
 import {criuCapabilities, hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
 import {
-  CriuIO, criuLimits, CriuRun, formatCommand, shellQuote, supervise,
+  CriuIO, criuLimits, CriuRun, formatCommand, readStats, shellQuote, supervise,
 } from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, describeCriu, Exit, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
@@ -76,6 +78,8 @@ export interface RestoreRequest {
   shellJob?: boolean
   /** Seconds CRIU's log may stay silent before CRIU is stopped (criu-run.ts DEFAULT_STALL_SECONDS). */
   stallSeconds?: number
+  /** Read CRIU's own statistics into the result (loads the image reader: about 25 ms). */
+  stats?: boolean
   tcpEstablished?: boolean
   /** Seconds; CRIU is killed and the restore fails cleanly when it takes longer. */
   timeout?: number
@@ -173,6 +177,8 @@ export interface JoinedNamespace {
 }
 
 export interface RestoreResult {
+  /** With request.stats: what CRIU measured (its stats-restore), when it wrote one. */
+  criuStats?: CriuStats
   criuVersion: string
   durationMs: number
   /** With --lazy-pages: the times, the memory served and the daemon. */
@@ -564,12 +570,15 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     run = new CriuRun({...plan, ...criuLimits(request)}, env)
     release = supervise(run, request.timeout, io)
 
-    const result = (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): RestoreResult => {
+    const result = async (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): Promise<RestoreResult> => {
+      // CRIU's stats-restore is in the work folder: read before the folder goes.
+      const criuStats = request.stats ? await readStats(workDir, 'restore') : undefined
       // A lazy-pages daemon still delivering (--no-wait-pages) has its socket and log in the folder: it stays.
       const daemonRuns = lazyPages !== undefined && !lazyPages.waited
       if (!daemonRuns) removeWorkDir(work)
       const removed = work.temporary && !daemonRuns
       return {
+        criuStats,
         criuVersion: version.text,
         durationMs: Date.now() - started,
         lazyPages: lazyPages && removed ? {...lazyPages, daemon: {pid: lazyPages.daemon.pid}} : lazyPages,
@@ -589,7 +598,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
         for (const p of pins) p.close()
         return namespaces
       })
-      return result(attached.namespaces, attached.pid)
+      return await result(attached.namespaces, attached.pid)
     }
 
     const exit = await run.exited
@@ -601,7 +610,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (exit.code !== 0) await pagesVerdict(request.imagesDir, pagesCheck)
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
     const namespaces = verifyJoins(pid, pins)
-    return result(namespaces, pid, await settleLazyPages(lazy, request, started, io))
+    return await result(namespaces, pid, await settleLazyPages(lazy, request, started, io))
   } catch (error) {
     await shutdownLazyPages(lazy, error)
     if (run) {

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {processStat} from '../../src/lib/proc.js'
@@ -51,6 +51,7 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       const c = mycli(['checkpoint', String(pid), '-D', dir])
       expect(c.code, c.stderr).to.equal(0)
       expect(c.stdout).to.include(`Checkpointed process ${pid} into ${dir}`)
+      expect(c.stdout, 'CRIU\'s statistics are for --json').not.to.include('pages')
       await reaped(pid)
       const holder = await startHolder(['net'])
       const r = mycli(['restore', '-D', dir, '-J', `net:${holder.pid}`])
@@ -101,7 +102,13 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       const c = mycli(['checkpoint', String(again), '-D', dir2, '--external-ns', 'net', '--network-lock', works, '--json'], {PATH: noIptables})
       expect(c.code, c.stderr).to.equal(0)
       expect(c.stderr).to.equal('')
-      expect(JSON.parse(c.stdout).notes).to.deep.equal([])
+      const out = JSON.parse(c.stdout)
+      expect(out.notes).to.deep.equal([])
+      // CRIU's own statistics, from its stats-dump: the pages it wrote are the pages images' pages.
+      const pages = readdirSync(dir2).filter(f => /^pages-\d+\.img$/.test(f)).reduce((n, f) => n + statSync(join(dir2, f)).size, 0) / 4096
+      expect(out.criuStats.pagesWritten).to.be.above(0).and.equal(pages)
+      expect(out.criuStats.pagesScanned).to.be.at.least(out.criuStats.pagesWritten)
+      expect(out.criuStats.frozenMs).to.be.above(out.criuStats.freezingMs).and.below(out.durationMs)
       await reaped(again)
       const r = mycli(['restore', '-D', dir2, '-J', `net:${target.pid}`])
       expect(r.code, r.stderr).to.equal(0)

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {namespaceByFlag} from '../../src/lib/namespaces.js'
@@ -150,7 +150,12 @@ describe('restore (real CRIU, real namespaces)', function () {
     expect(r.code, r.stderr).to.equal(0)
     const out = JSON.parse(r.stdout)
     track(out.pid)
-    expect(out).to.have.all.keys('pid', 'criuVersion', 'durationMs', 'workDir', 'logFile', 'namespaces', 'tasks')
+    expect(out).to.have.all.keys('pid', 'criuStats', 'criuVersion', 'durationMs', 'workDir', 'logFile', 'namespaces', 'tasks')
+    // CRIU's own statistics, from its stats-restore: the pages it restored are the pages images' pages.
+    const pages = readdirSync(ckpt.dir).filter(f => /^pages-\d+\.img$/.test(f)).reduce((n, f) => n + statSync(join(ckpt.dir, f)).size, 0) / 4096
+    expect(out.criuStats).to.have.all.keys('forkingMs', 'pagesCompared', 'pagesRestored', 'pagesSkippedCow', 'restoreMs')
+    expect(out.criuStats.pagesRestored).to.be.above(0).and.equal(pages)
+    expect(out.criuStats.restoreMs).to.be.above(0).and.below(out.durationMs)
     expect(out.pid).to.equal(ckpt.pid)
     expect(out.workDir).to.equal(work)
     expect(out.logFile).to.equal(join(work, 'restore.log'))
