@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {CriuCommand} from '../lib/base-command.js'
 import {NETWORK_LOCK_METHODS, runCheckpoint} from '../lib/checkpoint.js'
 import {externalNs, logLimit, stallTimeout} from '../lib/flags.js'
+import {stdoutWidth, wrap} from '../lib/screen.js'
 
 export default class Checkpoint extends CriuCommand {
   static override args = {
@@ -71,7 +72,7 @@ export default class Checkpoint extends CriuCommand {
     )
     if (flags['dry-run']) {
       this.log(result.command)
-      if (result.note) this.log(result.note)
+      if (result.note) this.log(wrap(result.note, stdoutWidth()))
       return result
     }
 

@@ -9,12 +9,15 @@ import {existsSync, readFileSync} from 'node:fs'
 import {release} from 'node:os'
 import {resolve} from 'node:path'
 
+import type {Colours} from './colour.js'
+
 import {CapabilityNeed, criuCapabilities, hasCapability, capabilityByName, missingCapabilities} from './capabilities.js'
 import {
   CRIU_DETECTS_BREAKPOINTS, CriuCheck, criuCheck, CriuSource, criuSupports, CriuVersion, findCriu, formatVersion,
   FoundCriu, hwBreakpointsWork, MIN_CRIU, onPath, readCriuVersion, versionAtLeast, wayOut,
 } from './criu.js'
 import {CriuPluginError} from './errors.js'
+import {GAP, wrap} from './screen.js'
 import {IoUringPolicy, readIoUringPolicy} from './undumpable.js'
 
 /** What every check may look at; gathered once, CRIU's answers memoised. */
@@ -241,4 +244,37 @@ export async function runDoctor(options: {criuPath?: string; env?: NodeJS.Proces
 
   const rows = await Promise.all(DOCTOR_CHECKS.map(check => check(ctx)))
   return buildReport(ctx, rows, advice())
+}
+
+/** The narrowest "what it affects" column worth a column of its own; below it, it goes under the result. */
+const MIN_SAYS = 36
+
+/**
+ * The report as a table that fits `width`: check, result and what it affects side by side where
+ * they fit, else what it affects under the result. A mark says ok (green), failed (red when it
+ * makes CRIU unusable here, yellow when only a feature is missing) or information only. Pure.
+ */
+export function doctorTable(report: DoctorReport, width: number, colour: Colours): string[] {
+  const blocking = (label: string) => report.reasons.some(r => r.startsWith(`${label}: `))
+  const mark = (row: DoctorReport['checks'][number]) => {
+    if (row.ok === null) return ' '
+    if (row.ok) return colour.green('✓')
+    return blocking(row.label) ? colour.red('✗') : colour.yellow('✗')
+  }
+
+  const gap = ' '.repeat(GAP)
+  const labelW = Math.max(...report.checks.map(r => r.label.length))
+  const valueW = Math.max(...report.checks.map(r => r.value.length))
+  const wide = width - 1 - labelW - valueW - (3 * GAP) >= MIN_SAYS
+  const saysAt = 1 + GAP + labelW + GAP + (wide ? valueW + GAP : 0)
+  const lines = [wide
+    ? `${' '.repeat(1 + GAP)}${'check'.padEnd(labelW)}${gap}${'result'.padEnd(valueW)}${gap}what it affects`
+    : `${' '.repeat(1 + GAP)}${'check'.padEnd(labelW)}${gap}result, and what it affects`]
+  for (const row of report.checks) {
+    const says = wrap(row.says, width, {at: saysAt, indent: ' '.repeat(saysAt)})
+    const head = `${mark(row)}${gap}${row.label.padEnd(labelW)}${gap}`
+    lines.push(wide ? `${head}${row.value.padEnd(valueW)}${gap}${says}` : `${head}${row.value}\n${' '.repeat(saysAt)}${says}`)
+  }
+
+  return lines.join('\n').split('\n').map(l => l.trimEnd())
 }

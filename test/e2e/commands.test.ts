@@ -29,9 +29,14 @@ async function reaped(pid: number): Promise<void> {
 /** The plan rows restore --dry-run prints: type -> "action: detail". */
 function planOf(stdout: string): Record<string, string> {
   const rows: Record<string, string> = {}
+  let last: string | undefined
   for (const line of stdout.split('\n')) {
     const m = /^ {2}(\w+)\s+(joined|restored from the images|created empty|new|inherited)\s+(.*)$/.exec(line)
-    if (m) rows[m[1]] = `${m[2]}: ${m[3]}`
+    // A detail wrapped to the terminal goes on under its column.
+    const more = /^ {36}(\S.*)$/.exec(line)
+    if (m) rows[last = m[1]] = `${m[2]}: ${m[3]}`
+    else if (more && last) rows[last] += ` ${more[1]}`
+    else last = undefined
   }
 
   return rows
