@@ -177,6 +177,36 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
     })
   })
 
+  describe('colour where it carries meaning', () => {
+    it('restore\'s verified, checkpoint verify\'s verdict, warnings: coloured with FORCE_COLOR, plain with NO_COLOR, in pipes and in --json', async () => {
+      const esc = '\u001B['
+      const pid = await workload(['sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      expect(mycli(['checkpoint', String(pid), '-D', dir]).code).to.equal(0)
+      await reaped(pid)
+      const holder = await startHolder(['net'])
+      const verify = (env: NodeJS.ProcessEnv, ...extra: string[]) => mycli(['checkpoint', 'verify', dir, ...extra], env).stdout
+      expect(verify({FORCE_COLOR: '1'})).to.include(`${esc}32m`).and.include('files match')
+      expect(verify({})).not.to.include(esc)
+      expect(verify({FORCE_COLOR: '1', NO_COLOR: '1'})).not.to.include(esc)
+      expect(verify({FORCE_COLOR: '1'}, '--json')).not.to.include(esc)
+      const r = mycli(['restore', '-D', dir, '-J', `net:${holder.pid}`], {FORCE_COLOR: '1'})
+      expect(r.code, r.stderr).to.equal(0)
+      track(pid)
+      expect(r.stdout).to.include(`(inode ${nsInode(holder.pid, 'net')}): ${esc}32mverified${esc}39m`)
+      // Warnings (oclif's, through the same variables): a process in a network namespace of its own.
+      const own = await workload(['unshare', '--net', 'sleep', '100000'])
+      const warn = (env: NodeJS.ProcessEnv, ...extra: string[]) => mycli(['checkpoint', String(own), '-D', join(tempDir(), 'c'), '--dry-run', '--network-lock', 'skip', ...extra], env)
+      expect(warn({FORCE_COLOR: '1'}).stderr).to.include(`${esc}33m`).and.include('Warning: process')
+      expect(warn({}).stderr).to.include('Warning: process').and.not.include(esc)
+      expect(warn({FORCE_COLOR: '1', NO_COLOR: '1'}).stderr).to.include('Warning: process').and.not.include(esc)
+      const json = warn({FORCE_COLOR: '1'}, '--json')
+      expect(json.stderr, 'with --json the advice is in the object').to.equal('')
+      expect(json.stdout).not.to.include(esc)
+      expect(JSON.parse(json.stdout).notes[0]).to.include('checkpoint it with --external-ns net')
+    })
+  })
+
   describe('restore --dry-run plans from the images', () => {
     it('a plain checkpoint: every type inherited, time new, the joins shown', async () => {
       const pid = await workload(['sleep', '100000'])
