@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 
+import {commandLine} from '../../src/lib/cli-names.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
 import {CheckpointNamespaces, conflictHint, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
@@ -7,6 +8,8 @@ import {RestoreRequest, shownCommands} from '../../src/lib/restore.js'
 
 const ns = (name: string) => namespaceByName(name)!
 const spec = (text: string) => parseJoinNs(text, '/')
+// As the CLI that runs the tests names it (other suites in this process may have set the host's names).
+const again = () => commandLine('checkpoint', 'PID -D DIR --external-ns net')
 const request = (extra: Partial<RestoreRequest>): RestoreRequest => ({detached: true, emptyNs: [], imagesDir: '/ck', joinNs: [], ...extra})
 
 describe('restore plan (pure)', () => {
@@ -28,14 +31,14 @@ describe('restore plan (pure)', () => {
       {
         message: '--join-ns "net:5": the checkpoint\'s own net namespace has veth devices (eth0), which CRIU cannot restore into a joined namespace',
         overridable: true,
-        remedy: 'checkpoint the process again with checkpoint PID -D DIR --external-ns net, which leaves its network namespace out of the images, and restore that with -J net',
+        remedy: `checkpoint the process again with ${again()}, which leaves its network namespace out of the images, and restore that with -J net`,
       },
     ])
   })
 
   it('the hint names the ways that overwrite nothing first, each once, then --allow-overwrite', () => {
     const hint = conflictHint(joinConflicts(ownNetWithVeth, [spec('uts:5'), spec('net:5')]))
-    expect(hint).to.equal('restore without -J uts (the tree gets its own uts namespace back from the images); or checkpoint the process again with checkpoint PID -D DIR --external-ns net, which leaves its network namespace out of the images, and restore that with -J net; or pass --allow-overwrite to restore anyway, overwriting the joined namespace\'s state')
+    expect(hint).to.equal(`restore without -J uts (the tree gets its own uts namespace back from the images); or checkpoint the process again with ${again()}, which leaves its network namespace out of the images, and restore that with -J net; or pass --allow-overwrite to restore anyway, overwriting the joined namespace's state`)
   })
 
   it('finds no conflict for types the checkpoint did not have to itself', () => {
