@@ -4,6 +4,7 @@ import {CriuCommand} from '../lib/base-command.js'
 import {NETWORK_LOCK_METHODS, runCheckpoint} from '../lib/checkpoint.js'
 import {commandLine} from '../lib/cli-names.js'
 import {externalNs, imagesDirOf, logLimit, stallTimeout} from '../lib/flags.js'
+import {stdoutWidth, wrap} from '../lib/screen.js'
 
 export default class Checkpoint extends CriuCommand {
   static override args = {
@@ -33,7 +34,7 @@ export default class Checkpoint extends CriuCommand {
     'images-dir': Flags.directory({char: 'D', summary: 'Folder for the checkpoint images (created when missing); or give it as the argument DIR.'}),
     'leave-running': Flags.boolean({summary: 'Let the tree run on after the dump (CRIU --leave-running).'}),
     'log-limit': logLimit(),
-    'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network of a dumped net namespace (CRIU --network-lock; skip where iptables is missing).'})(),
+    'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network namespace it dumps (CRIU --network-lock); `criu check` shows which work here.'})(),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree is a shell job with a terminal (CRIU --shell-job).'}),
     'stall-timeout': stallTimeout(),
     'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump established TCP connections (CRIU --tcp-established).'}),
@@ -61,6 +62,7 @@ export default class Checkpoint extends CriuCommand {
         leaveRunning: flags['leave-running'],
         logLimit: flags['log-limit'],
         stallSeconds: flags['stall-timeout'],
+        stats: this.jsonEnabled(),
         networkLock: flags['network-lock'],
         pid: args.pid,
         shellJob: flags['shell-job'],
@@ -69,10 +71,11 @@ export default class Checkpoint extends CriuCommand {
         verbosity: flags.verbose,
         workDir: flags['work-dir'],
       },
-      this.criuIO(),
+      {...this.criuIO(), note: text => this.warn(text)},
     )
     if (flags['dry-run']) {
       this.log(result.command)
+      if (result.note) this.log(wrap(result.note, stdoutWidth()))
       // A dry run measured nothing and wrote nothing: no duration, no log.
       return {dryRun: true, ...result, durationMs: undefined}
     }

@@ -3,6 +3,7 @@ import {Args, Flags, ux} from '@oclif/core'
 import {CriuCommand} from '../lib/base-command.js'
 import {findProblems} from '../lib/checks.js'
 import {commandLine} from '../lib/cli-names.js'
+import {stdoutColours} from '../lib/colour.js'
 import {describeContainer, hostResolver, joinContainer, ResolvedContainer} from '../lib/containers.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
 import {
@@ -16,6 +17,7 @@ import {
   dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
 import {VerifiedTask} from '../lib/restored-tree.js'
+import {GAP, plainTable, stdoutWidth, wrap} from '../lib/screen.js'
 
 export default class Restore extends CriuCommand {
   static override args = {
@@ -164,6 +166,7 @@ export default class Restore extends CriuCommand {
       logFile: flags['log-file'],
       logLimit: flags['log-limit'],
       stallSeconds: flags['stall-timeout'],
+      stats: this.jsonEnabled(),
       manageCgroups: flags['manage-cgroups'],
       pidfile: flags.pidfile,
       shellJob: flags['shell-job'],
@@ -177,12 +180,16 @@ export default class Restore extends CriuCommand {
 
     if (request.dryRun) {
       const plan = await dryRunRestore(request)
+      const width = stdoutWidth()
       if (container) this.log(`Joining ${describeContainer(container)}.`)
-      this.log(`Images: ${plan.integrity.verdict}`)
+      this.log(`Images: ${stdoutColours().green(plan.integrity.verdict)}`)
       this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
-      for (const row of plan.plan.namespaces) this.log(`  ${row.type.padEnd(7)} ${row.action.padEnd(25)} ${row.detail}`)
-      if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first:\n  ${plan.lazyPagesCommand}`)
+      const rows = plan.plan.namespaces.map(row => [row.type, row.action, row.detail])
+      this.log(plainTable(rows, [6, 24, width - 2 - 6 - 24 - (2 * GAP)]).map(line => `  ${line}`).join('\n'))
+      // The commands stay on one line each, to be copied whole.
+      if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first, in the same shell:\n  ${plan.lazyPagesCommand}`)
       this.log(`Command:\n  ${plan.command}`)
+      this.log(wrap(plan.note, width))
       return {dryRun: true, ...plan, ...withContainer(container), ...this.warnings(request)}
     }
 
@@ -227,10 +234,11 @@ export default class Restore extends CriuCommand {
   private report(pid: number, namespaces: JoinedNamespace[], tasks: VerifiedTask[], container?: ResolvedContainer): void {
     this.log(`Restored PID ${pid}`)
     if (container) this.log(`  into ${describeContainer(container)}`)
-    for (const ns of namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): verified`)
+    const verified = stdoutColours().green('verified')
+    for (const ns of namespaces) this.log(`  ${ns.type.padEnd(5)} joined ${ns.source} (inode ${ns.inode}): ${verified}`)
     if (tasks.length === 0) return
     const threads = tasks.reduce((n, t) => n + 1 + t.threads.length, 0)
-    this.log(`  every task verified before it was resumed: PID ${tasks.map(t => t.pid).join(', ')} (${tasks.length} ${tasks.length === 1 ? 'process' : 'processes'}, ${threads} ${threads === 1 ? 'thread' : 'threads'})`)
+    this.log(`  every task ${verified} before it was resumed: PID ${tasks.map(t => t.pid).join(', ')} (${tasks.length} ${tasks.length === 1 ? 'process' : 'processes'}, ${threads} ${threads === 1 ? 'thread' : 'threads'})`)
   }
 }
 

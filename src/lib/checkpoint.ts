@@ -4,11 +4,16 @@
 import {readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
+import type {CriuStats} from './image-reader.js'
+
 import {checkpointCapabilityProblems, criuCapabilities, hasAdminCapability, TreeProcess} from './capabilities.js'
+import {commandLine} from './cli-names.js'
 import {
-  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+  CriuIO, criuLimits, CriuRun, formatCommand, readStats, shellQuote, supervise,
 } from './criu-run.js'
-import {criuEnvironment, criuFailure, criuVersion, describeCriu, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
+import {
+  criuEnvironment, criuFailure, criuSupports, criuVersion, describeCriu, findCriu, hwBreakpointsWork, judgeCriu, onPath,
+} from './criu.js'
 import {FailedError, RefusedError} from './errors.js'
 import {quote} from './join-ns.js'
 import {MANIFEST_FILE, writeManifest} from './manifest.js'
@@ -17,7 +22,7 @@ import {probeHwBreakpoints} from './native.js'
 import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 import {refuseUndumpable} from './undumpable.js'
-import {keepWorkDirFor, makeWorkDir, noteLogFile, plannedWorkDir, removeWorkDir, WorkDir} from './work-dir.js'
+import {keepWorkDirFor, makeWorkDir, noteLogFile, removeWorkDir, shownWorkDir} from './work-dir.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -41,6 +46,8 @@ export interface CheckpointRequest {
   shellJob?: boolean
   /** Seconds CRIU's log may stay silent before CRIU is stopped (criu-run.ts DEFAULT_STALL_SECONDS). */
   stallSeconds?: number
+  /** Read CRIU's own statistics into the result (loads the image reader: about 25 ms). */
+  stats?: boolean
   tcpEstablished?: boolean
   timeout?: number
   verbosity?: number
@@ -53,8 +60,15 @@ export interface ExternalNamespace {
   type: string
 }
 
+/** Hooks for the shell: besides CRIU's progress, advice said before CRIU starts. */
+export interface CheckpointIO extends CriuIO {
+  note?: (text: string) => void
+}
+
 export interface CheckpointResult {
   command: string
+  /** With request.stats: what CRIU measured (its stats-dump). */
+  criuStats?: CriuStats
   criuVersion: string
   durationMs: number
   external: ExternalNamespace[]
@@ -65,6 +79,10 @@ export interface CheckpointResult {
   /** The manifest written into the folder (not on --dry-run). */
   manifest?: string
   manifestFiles?: number
+  /** With --dry-run: what the real run does that `command` does not. */
+  note?: string
+  /** Advice about the tree, said before CRIU started (see netnsAdvice). */
+  notes: string[]
   pid: number
 }
 
@@ -103,6 +121,78 @@ function externalNamespaces(request: CheckpointRequest): ExternalNamespace[] {
 
     return {inode, key: externalKey(ns.name, inode), type: ns.name}
   })
+}
+
+/** What the real run does that the command --dry-run prints does not. */
+export const SHOWN_CHECKPOINT_NOTE = 'Run as root. The real run also scans the tree for objects CRIU cannot dump first, and writes the manifest restore checks the images against (oclif-plugin-criu.manifest.json) once CRIU has finished.'
+
+/** Which --network-lock methods work here; undefined: not known (CRIU was not asked). */
+export interface NetworkLocks {
+  /** iptables-restore is on PATH: CRIU's default lock runs it. */
+  iptables: boolean
+  /** `criu check --feature network_lock_nftables` passed. */
+  nftables?: boolean
+}
+
+/** The network-lock methods that work, by what is known of this machine. Pure. */
+function workingLocks(locks: NetworkLocks): string[] {
+  return [...(locks.iptables ? ['iptables'] : []), ...(locks.nftables ? ['nftables'] : []), 'skip']
+}
+
+/**
+ * What to say before CRIU starts about a tree in a network namespace of its own (a pod's, a
+ * container's; not CRIU's): CRIU dumps that namespace unless --external-ns net, and locks it
+ * while it dumps, by default with iptables-restore. Measured with CRIU 4.2.1 here: without
+ * iptables the dump fails after the tree was frozen ("Locking network failed"), also with
+ * --external-ns net; and a checkpoint that carries the namespace is refused by `restore -J net`
+ * (it would overwrite the joined namespace's network). Returns the notes to show, and the lock
+ * problem that makes CRIU fail, as an error. Pure.
+ */
+export function netnsAdvice(
+  request: Pick<CheckpointRequest, 'externalNs' | 'networkLock' | 'pid'>,
+  facts: {locks: NetworkLocks; netInode: number},
+): {notes: string[]; problem?: FailedError} {
+  const notes: string[] = []
+  if (!request.externalNs.some(ns => ns.name === 'net')) {
+    notes.push(`process ${request.pid} is in a network namespace of its own (inode ${facts.netInode}), which this checkpoint will contain; to restore it later into a pod's or container's network namespace (${commandLine('restore', '-J net:TARGET')}), checkpoint it with --external-ns net, which leaves the namespace out of the images`)
+  }
+
+  const method = request.networkLock ?? 'iptables'
+  const working = workingLocks(facts.locks)
+  if (working.includes(method)) {
+    if (!request.networkLock) notes.push('CRIU locks that network namespace while it dumps, by default with iptables, which works here')
+    return {notes}
+  }
+
+  const how = request.networkLock ? `with --network-lock ${method}` : 'by default with iptables'
+  const why = method === 'iptables' ? 'iptables-restore is not on PATH' : 'this CRIU\'s check says nftables locking is not supported here'
+  const others = working.filter(m => m !== 'skip').map(m => `--network-lock ${m} (works here)`)
+  const skip = '--network-lock skip (no lock: packets that arrive during the dump are lost to the checkpoint)'
+  const external = notes.length > 0 ? '; and to restore it later into a pod\'s or container\'s network namespace, add --external-ns net' : ''
+  return {
+    notes,
+    problem: new FailedError(
+      `process ${request.pid} is in a network namespace of its own, which CRIU locks while it dumps, ${how}: that cannot work here (${why}). Nothing was frozen`,
+      `pass ${[...others, skip].join(', or ')}${method === 'iptables' ? ', or install iptables' : ''}${external}`,
+    ),
+  }
+}
+
+/** What this machine offers for locking a dumped network namespace (effects: PATH, CRIU). */
+async function networkLocks(criu: string, request: CheckpointRequest): Promise<NetworkLocks> {
+  const iptables = onPath('iptables-restore') !== undefined
+  // CRIU is asked only when nftables matters: chosen, or the way out of a missing iptables.
+  const ask = request.networkLock === 'nftables' || (!iptables && request.networkLock !== 'skip')
+  return {iptables, nftables: ask && hasAdminCapability() ? await criuSupports(criu, 'network_lock_nftables') : undefined}
+}
+
+/** The advice for a tree in a network namespace other than ours; a lock that cannot work is refused. */
+async function adviseOnNetns(criu: string, request: CheckpointRequest): Promise<string[]> {
+  const netInode = statSync(`/proc/${request.pid}/ns/net`).ino
+  if (netInode === statSync('/proc/self/ns/net').ino) return []
+  const advice = netnsAdvice(request, {locks: await networkLocks(criu, request), netInode})
+  if (advice.problem) throw advice.problem
+  return advice.notes
 }
 
 /** What CRIU writes into the work dir during a dump, besides what it is told by flags. */
@@ -171,7 +261,7 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   return external
 }
 
-export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {}): Promise<CheckpointResult> {
+export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO = {}): Promise<CheckpointResult> {
   const started = Date.now()
   const external = checkRequest(request)
   refuseUndumpable(request.pid, request.launchCommand ?? 'launch')
@@ -181,23 +271,35 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
   // A CRIU that cannot run here is said before the work starts (a dry run without root: the version only).
   const version = request.dryRun && !hasAdminCapability() ? await criuVersion(found) : await judgeCriu(found, criuCapabilities())
   const criu = found.path
+  const notes = await adviseOnNetns(criu, request)
+  for (const note of notes) io.note?.(note)
+
   const created = prepareImagesDir(request, images)
-  const work: WorkDir = request.dryRun ? {path: plannedWorkDir('checkpoint', request.workDir), temporary: false} : makeWorkDir('checkpoint', request.workDir)
-  const workDir = work.path
-  const logFile = join(workDir, 'dump.log')
-  const argv = planCheckpoint(request, {external, logFile, workDir})
   const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
-  const result = {
-    command: formatCommand(criu, argv),
+  const base = {
     criuVersion: version.text,
+    notes,
     durationMs: 0,
     external,
     imagesDir: resolve(request.imagesDir),
     leftRunning: Boolean(request.leaveRunning),
-    logFile,
     pid: request.pid,
   }
-  if (request.dryRun) return result
+  if (request.dryRun) {
+    // A command a person can run: the work folder is one it makes itself, unless --work-dir.
+    const shown = shownWorkDir(request.workDir)
+    const argv = planCheckpoint(request, {external, logFile: join(shown.path, 'dump.log'), workDir: shown.path})
+    // CRIU writes into a folder that is there: the real run makes it (0700) when missing.
+    const setup = [...(images.missing ? [`mkdir -m 0700 ${shellQuote(images.resolved)}`] : []), ...(shown.setup ? [shown.setup] : [])]
+    const command = [...setup, formatCommand(criu, argv, {}, shown.folder)].join(' && ')
+    return {...base, command, logFile: shown.folder ? undefined : join(shown.path, 'dump.log'), note: SHOWN_CHECKPOINT_NOTE}
+  }
+
+  const work = makeWorkDir('checkpoint', request.workDir)
+  const workDir = work.path
+  const logFile = join(workDir, 'dump.log')
+  const argv = planCheckpoint(request, {external, logFile, workDir})
+  const result = {...base, command: formatCommand(criu, argv), logFile}
 
   io.progress?.('start', `Checkpointing process ${request.pid} with CRIU ${version.text}`)
   const run = new CriuRun({argv, criu, inheritFds: [], logFile, ...criuLimits(request)}, env)
@@ -210,9 +312,11 @@ export async function runCheckpoint(request: CheckpointRequest, io: CriuIO = {})
     // Before success is reported, so that every checkpoint we report carries one; the folder was
     // checked by checkOutputPaths, and the manifest is written without following links.
     const manifest = await writeManifest(result.imagesDir, pluginId())
+    const criuStats = request.stats ? await readStats(workDir, 'dump') : undefined
     removeWorkDir(work)
     return {
       ...result,
+      criuStats,
       durationMs: Date.now() - started,
       logFile: work.temporary ? undefined : logFile,
       manifest: join(result.imagesDir, MANIFEST_FILE),

@@ -8,6 +8,9 @@
 // eslint-disable-next-line unicorn/import-style
 import {Chalk, ChalkInstance, chalkStderr} from 'chalk'
 
+/** What the functions below return: chalk's colours, or none. */
+export type Colours = ChalkInstance
+
 const plain = new Chalk({level: 0})
 
 /** Colours for text written to stdout. */

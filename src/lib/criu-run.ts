@@ -6,6 +6,8 @@ import {ChildProcess, spawn, StdioOptions} from 'node:child_process'
 import {statSync} from 'node:fs'
 import {Readable} from 'node:stream'
 
+import type {CriuStats} from './image-reader.js'
+
 import {Exit} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
 
@@ -38,10 +40,37 @@ export const criuLimits = (request: {logLimit?: number; stallSeconds?: number}) 
 const LOG_POLL_MS = 200
 
 /** Shell-quoted command line, for --dry-run and messages. */
-const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
+export const shellQuote = (s: string) => (/^[\w./:=,+@%-]+$/.test(s) ? s : `'${s.replaceAll("'", String.raw`'\''`)}'`)
 
-export function formatCommand(criu: string, argv: readonly string[], env: Record<string, string> = {}): string {
-  return [...Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`), shellQuote(criu), ...argv.map(a => shellQuote(a))].join(' ')
+/**
+ * A folder a command line names through a shell variable rather than by path: a dry run's new
+ * work folder, which the printed command makes itself (`W=$(mktemp -d)`) and then uses as "$W".
+ */
+export interface ShellFolder {
+  /** The variable, without the `$`. */
+  readonly name: string
+  /** How the folder appears in argv: arguments equal to it or under it are written with the variable. */
+  readonly path: string
+}
+
+export function formatCommand(criu: string, argv: readonly string[], env: Record<string, string> = {}, folder?: ShellFolder): string {
+  const word = (a: string) => {
+    if (!folder || !(a === folder.path || a.startsWith(`${folder.path}/`))) return shellQuote(a)
+    const rest = a.slice(folder.path.length)
+    return `"$${folder.name}"${rest ? shellQuote(rest) : ''}`
+  }
+
+  return [...Object.entries(env).map(([k, v]) => `${k}=${shellQuote(v)}`), shellQuote(criu), ...argv.map(a => word(a))].join(' ')
+}
+
+/**
+ * What CRIU measured in one run (its stats-dump or stats-restore, in the work folder), read once
+ * CRIU has finished and before the folder is removed. The image reader (protobufjs, about 25 ms
+ * to load) is loaded only here, for the callers that asked (--json).
+ */
+export async function readStats(workDir: string, action: 'dump' | 'restore'): Promise<CriuStats | undefined> {
+  const {readCriuStats} = await import('./image-reader.js')
+  return readCriuStats(workDir, action)
 }
 
 /** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */

@@ -7,6 +7,7 @@ import {homedir} from 'node:os'
 import {delimiter, join} from 'node:path'
 
 import {CapabilityNeed, capabilityForFailure, criuCapabilities, missingCapabilities} from './capabilities.js'
+import {commandLine} from './cli-names.js'
 import {FailedError} from './errors.js'
 import {readOwnFile, writeOwnFile} from './trust.js'
 
@@ -208,6 +209,16 @@ export function runCriu(path: string, args: readonly string[], timeout = 30_000)
   })
 }
 
+/** `criu check --feature NAME` passes: this CRIU can use that kernel feature here (needs root). */
+export async function criuSupports(path: string, feature: string): Promise<boolean> {
+  return (await runCriu(path, ['check', '--feature', feature])).code === 0
+}
+
+/** Where a command is on PATH (absolute directories only, as CRIU's execvp would find it), or undefined. */
+export function onPath(command: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return (env.PATH ?? '').split(delimiter).filter(dir => dir.startsWith('/')).map(dir => join(dir, command)).find(path => existsSync(path))
+}
+
 /** What a failed `criu check` means, in one line. Pure: reads CRIU's own words. */
 export function explainCheckFailure(output: string): string {
   if (/CRIU needs to have the CAP_SYS_ADMIN or the CAP_CHECKPOINT_RESTORE/.test(output)) {
@@ -339,7 +350,7 @@ export function permissionHint(log: string, privileges: Privileges): string {
 export function hintFor(log: string, privileges: () => Privileges = currentPrivileges): string | undefined {
   const relevant = log.split('\n').filter(line => !HARMLESS.test(line)).join('\n')
   const rules: [RegExp, () => string][] = [
-    [/Locking network failed|execvp\("ip6?tables-restore"/, () => 'CRIU could not lock the network (iptables is missing here): pass --network-lock skip, or install iptables'],
+    [/Locking network failed|execvp\("ip6?tables-restore"/, () => `CRIU could not lock the network (iptables-restore is missing here): pass --network-lock nftables or --network-lock skip (\`${commandLine('criu:check')}\` shows which works here), or install iptables`],
     [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, () => 'a process with one of the checkpoint\'s PIDs already runs here; end it, or restore in a new PID namespace'],
     [/No such file or directory.*\.img|Can't open image/i, () => 'the checkpoint is incomplete: an image file is missing'],
     [/Can't open ns file|Failed to setns when join-ns/i, () => 'a namespace to join is gone or not joinable any more'],

@@ -7,14 +7,17 @@
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {release} from 'node:os'
-import {delimiter, join, resolve} from 'node:path'
+import {resolve} from 'node:path'
+
+import type {Colours} from './colour.js'
 
 import {CapabilityNeed, criuCapabilities, hasCapability, capabilityByName, missingCapabilities} from './capabilities.js'
 import {
-  CRIU_DETECTS_BREAKPOINTS, CriuCheck, criuCheck, CriuSource, CriuVersion, findCriu, formatVersion,
-  FoundCriu, hwBreakpointsWork, MIN_CRIU, readCriuVersion, runCriu, versionAtLeast, wayOut,
+  CRIU_DETECTS_BREAKPOINTS, CriuCheck, criuCheck, CriuSource, criuSupports, CriuVersion, findCriu, formatVersion,
+  FoundCriu, hwBreakpointsWork, MIN_CRIU, onPath, readCriuVersion, versionAtLeast, wayOut,
 } from './criu.js'
 import {CriuPluginError} from './errors.js'
+import {GAP, wrap} from './screen.js'
 import {IoUringPolicy, readIoUringPolicy} from './undumpable.js'
 
 /** What every check may look at; gathered once, CRIU's answers memoised. */
@@ -206,10 +209,6 @@ export function advice(): string {
   return wayOut(false)
 }
 
-function which(command: string, env: NodeJS.ProcessEnv): string | undefined {
-  return (env.PATH ?? '').split(delimiter).filter(dir => dir.startsWith('/')).map(dir => join(dir, command)).find(path => existsSync(path))
-}
-
 /** Gather the facts (effects: finds and runs CRIU), then run every check. */
 export async function runDoctor(options: {criuPath?: string; env?: NodeJS.ProcessEnv; probe: () => {works: boolean | null}}): Promise<DoctorReport> {
   const env = options.env ?? process.env
@@ -221,7 +220,7 @@ export async function runDoctor(options: {criuPath?: string; env?: NodeJS.Proces
     ioUring: readIoUringPolicy(),
     kernel: release(),
     root: process.geteuid?.() === 0 && hasCapability(capabilities, capabilityByName('CAP_SYS_ADMIN') as CapabilityNeed),
-    which: command => which(command, env),
+    which: command => onPath(command, env),
   }
   try {
     ctx.found = findCriu(options.criuPath, env)
@@ -238,11 +237,44 @@ export async function runDoctor(options: {criuPath?: string; env?: NodeJS.Proces
     const answers = new Map<string, Promise<boolean>>()
     ctx.feature = name => {
       if (!ctx.check?.ok) return Promise.resolve(false)
-      if (!answers.has(name)) answers.set(name, runCriu(path, ['check', '--feature', name]).then(r => r.code === 0))
+      if (!answers.has(name)) answers.set(name, criuSupports(path, name))
       return answers.get(name)!
     }
   }
 
   const rows = await Promise.all(DOCTOR_CHECKS.map(check => check(ctx)))
   return buildReport(ctx, rows, advice())
+}
+
+/** The narrowest "what it affects" column worth a column of its own; below it, it goes under the result. */
+const MIN_SAYS = 36
+
+/**
+ * The report as a table that fits `width`: check, result and what it affects side by side where
+ * they fit, else what it affects under the result. A mark says ok (green), failed (red when it
+ * makes CRIU unusable here, yellow when only a feature is missing) or information only. Pure.
+ */
+export function doctorTable(report: DoctorReport, width: number, colour: Colours): string[] {
+  const blocking = (label: string) => report.reasons.some(r => r.startsWith(`${label}: `))
+  const mark = (row: DoctorReport['checks'][number]) => {
+    if (row.ok === null) return ' '
+    if (row.ok) return colour.green('✓')
+    return blocking(row.label) ? colour.red('✗') : colour.yellow('✗')
+  }
+
+  const gap = ' '.repeat(GAP)
+  const labelW = Math.max(...report.checks.map(r => r.label.length))
+  const valueW = Math.max(...report.checks.map(r => r.value.length))
+  const wide = width - 1 - labelW - valueW - (3 * GAP) >= MIN_SAYS
+  const saysAt = 1 + GAP + labelW + GAP + (wide ? valueW + GAP : 0)
+  const lines = [wide
+    ? `${' '.repeat(1 + GAP)}${'check'.padEnd(labelW)}${gap}${'result'.padEnd(valueW)}${gap}what it affects`
+    : `${' '.repeat(1 + GAP)}${'check'.padEnd(labelW)}${gap}result, and what it affects`]
+  for (const row of report.checks) {
+    const says = wrap(row.says, width, {at: saysAt, indent: ' '.repeat(saysAt)})
+    const head = `${mark(row)}${gap}${row.label.padEnd(labelW)}${gap}`
+    lines.push(wide ? `${head}${row.value.padEnd(valueW)}${gap}${says}` : `${head}${row.value}\n${' '.repeat(saysAt)}${says}`)
+  }
+
+  return lines.join('\n').split('\n').map(l => l.trimEnd())
 }

@@ -22,7 +22,9 @@ import {join, resolve} from 'node:path'
 
 import type {PagemapEntry} from './image-schema.js'
 
-import {CriuIO, CriuRun, formatCommand, supervise} from './criu-run.js'
+import {
+  CriuIO, CriuRun, formatCommand, ShellFolder, supervise,
+} from './criu-run.js'
 import {binaryKey, criuErrorLines, CriuVersion, Exit, formatVersion, readCache, versionAtLeast, writeCache} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
 import {quote} from './join-ns.js'
@@ -132,8 +134,8 @@ export function planLazyPages(facts: {criu: string; imagesDir: string; workDir: 
   }
 }
 
-export function lazyPagesCommand(plan: LazyPagesPlan, env: Record<string, string> = {}): string {
-  return formatCommand(plan.criu, plan.argv, env)
+export function lazyPagesCommand(plan: LazyPagesPlan, env: Record<string, string> = {}, folder?: ShellFolder): string {
+  return formatCommand(plan.criu, plan.argv, env, folder)
 }
 
 /** Bytes the daemon will deliver: the pagemap entries CRIU marked lazy, over all tasks. */

@@ -10,6 +10,7 @@ import {join} from 'node:path'
 
 import type {NetDeviceEntry, TaskKobjIdsEntry} from './image-schema.js'
 
+import {commandLine} from './cli-names.js'
 import {formatTarget, joinLabel, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc, namespaceByName, NAMESPACES} from './namespaces.js'
 
@@ -127,8 +128,18 @@ export interface JoinConflict {
   message: string
   /** Refused unless the user passes --allow-overwrite; false: refused always (CRIU cannot do it). */
   overridable: boolean
-  /** What works instead, for a conflict that is not overridable. */
-  remedy?: string
+  /** The way that works without overwriting anything, for the hint. */
+  remedy: string
+}
+
+/**
+ * The hint for refused joins: the ways that overwrite nothing first, then --allow-overwrite
+ * when every conflict can be overridden. Pure.
+ */
+export function conflictHint(conflicts: readonly JoinConflict[]): string {
+  const remedies = [...new Set(conflicts.map(c => c.remedy))]
+  const overwrite = conflicts.every(c => c.overridable) ? ['pass --allow-overwrite to restore anyway, overwriting the joined namespace\'s state'] : []
+  return [...remedies, ...overwrite].join('; or ')
 }
 
 /** ND_TYPE.VETH (image-schema.ts, not imported here: it builds the protobuf schema). */
@@ -150,26 +161,29 @@ export function joinConflicts(images: CheckpointNamespaces, joins: readonly Join
     const own = images.own.find(o => o.ns === spec.ns)
     if (!own) continue
     const head = joinLabel(spec)
+    const without = `restore without -J ${spec.ns.name} (the tree gets its own ${spec.ns.name} namespace back from the images)`
     switch (spec.ns.name) {
     case 'uts': {
-      conflicts.push({message: `${head}: the checkpoint has its own UTS namespace (${own.detail}); CRIU would set the joined namespace's hostname and domain name to the checkpoint's`, overridable: true})
+      conflicts.push({message: `${head}: the checkpoint has its own UTS namespace (${own.detail}); CRIU would set the joined namespace's hostname and domain name to the checkpoint's`, overridable: true, remedy: without})
       break
     }
 
     case 'ipc': {
-      conflicts.push({message: `${head}: the checkpoint has its own IPC namespace; CRIU would write its IPC sysctls and SysV objects (shared memory, queues, semaphores) into the joined namespace`, overridable: true})
+      conflicts.push({message: `${head}: the checkpoint has its own IPC namespace; CRIU would write its IPC sysctls and SysV objects (shared memory, queues, semaphores) into the joined namespace`, overridable: true, remedy: without})
       break
     }
 
     case 'net': {
       const veth = images.netDevices.filter(d => d.type === VETH)
       const cut = veth.filter(d => d.peerOutside)
+      // A checkpoint without the namespace is what a pod restore needs: it joins, it does not overwrite.
+      const remedy = `checkpoint the process again with ${commandLine('checkpoint', 'PID -D DIR --external-ns net')}, which leaves its network namespace (veth included) out of the images, and restore that with -J net`
       if (cut.length > 0) {
         const names = cut.map(d => d.name).join(', ')
         conflicts.push({
           message: `${head}: the checkpoint's own net namespace has the veth device ${names}, whose other end was outside the checkpoint; CRIU cannot recreate it in a joined namespace ("Unknown peer net namespace"), with or without --allow-overwrite`,
           overridable: false,
-          remedy: 'checkpoint the process again with --external-ns net (its net namespace, veth included, is then left out of the images), and restore that with -J net',
+          remedy,
         })
       } else {
         conflicts.push({
@@ -177,6 +191,7 @@ export function joinConflicts(images: CheckpointNamespaces, joins: readonly Join
             ? `${head}: the checkpoint's own net namespace has veth devices (${veth.map(d => d.name).join(', ')}); CRIU would create them, with its addresses and routes, in the joined namespace`
             : `${head}: the checkpoint has its own net namespace (${own.detail}); CRIU would restore its devices, addresses and routes into the joined namespace`,
           overridable: true,
+          remedy,
         })
       }
 
@@ -184,7 +199,7 @@ export function joinConflicts(images: CheckpointNamespaces, joins: readonly Join
     }
 
     default: {
-      conflicts.push({message: `${head}: the checkpoint has its own ${spec.ns.name} namespace; CRIU would restore its state into the joined namespace`, overridable: true})
+      conflicts.push({message: `${head}: the checkpoint has its own ${spec.ns.name} namespace; CRIU would restore its state into the joined namespace`, overridable: true, remedy: without})
     }
     }
   }

@@ -7,10 +7,12 @@
 import {existsSync, readFileSync, statSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 
+import type {CriuStats} from './image-reader.js'
+
 import {criuCapabilities, hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
 import {
-  CriuIO, criuLimits, CriuRun, formatCommand, supervise,
+  CriuIO, criuLimits, CriuRun, formatCommand, readStats, shellQuote, supervise,
 } from './criu-run.js'
 import {criuEnvironment, criuFailure, CriuVersion, criuVersion, describeCriu, Exit, findCriu, hwBreakpointsWork, judgeCriu} from './criu.js'
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
@@ -32,12 +34,12 @@ import {
 import {PagesCheck} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
-import {CheckpointNamespaces, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
+import {CheckpointNamespaces, conflictHint, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 import {descendsFromThisProcess, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {ResumeGate} from './resume-gate.js'
 import {checkCriuOutputs} from './trust.js'
-import {keepWorkDirFor, makeWorkDir, noteLogFile, plannedWorkDir, removeWorkDir} from './work-dir.js'
+import {keepWorkDirFor, makeWorkDir, noteLogFile, removeWorkDir, shownWorkDir} from './work-dir.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -76,6 +78,8 @@ export interface RestoreRequest {
   shellJob?: boolean
   /** Seconds CRIU's log may stay silent before CRIU is stopped (criu-run.ts DEFAULT_STALL_SECONDS). */
   stallSeconds?: number
+  /** Read CRIU's own statistics into the result (loads the image reader: about 25 ms). */
+  stats?: boolean
   tcpEstablished?: boolean
   /** Seconds; CRIU is killed and the restore fails cleanly when it takes longer. */
   timeout?: number
@@ -173,6 +177,8 @@ export interface JoinedNamespace {
 }
 
 export interface RestoreResult {
+  /** With request.stats: what CRIU measured (its stats-restore), when it wrote one. */
+  criuStats?: CriuStats
   criuVersion: string
   durationMs: number
   /** With --lazy-pages: the times, the memory served and the daemon. */
@@ -188,12 +194,16 @@ export interface RestoreResult {
 }
 
 export interface DryRunResult {
+  /** A command a person can run as root (see shownCommands), without the real run's pinning and checks. */
   command: string
   criuVersion: string
   integrity: {files: number; method: IntegrityMethod; verdict: string}
-  /** With --lazy-pages: the daemon's command, started before `command`. */
+  /** With --lazy-pages: the daemon's command, run before `command` in the same shell. */
   lazyPagesCommand?: string
-  plan: {namespaces: NamespacePlanRow[]; pidfile: string; workDir: string}
+  /** What the real run does that the command cannot. */
+  note: string
+  /** workDir: the user's --work-dir; absent when the run would make a temporary one. */
+  plan: {namespaces: NamespacePlanRow[]; workDir?: string}
 }
 
 function readPid(pidfile: string): number | undefined {
@@ -255,7 +265,7 @@ async function checkpointNamespaces(request: RestoreRequest): Promise<Checkpoint
   const impossible = conflicts.filter(c => !c.overridable)
   if (impossible.length > 0) throw new RefusedError(impossible.map(c => c.message).join('\n'), impossible.map(c => c.remedy).join('\n'))
   if (conflicts.length > 0 && !request.allowOverwrite) {
-    throw new RefusedError(conflicts.map(c => c.message).join('\n'), 'pass --allow-overwrite to restore anyway, or join another namespace')
+    throw new RefusedError(conflicts.map(c => c.message).join('\n'), conflictHint(conflicts))
   }
 
   return images
@@ -389,25 +399,58 @@ function plannedJoins(pins: readonly PinnedNamespace[], specs: readonly JoinNsSp
   return pins.map((pin, i) => ({criuPath: pin.procPath, fd: pin.fd, ino: pin.ino, spec: specs[i]}))
 }
 
+/** Where a target is for a person typing the command: the path given, or /proc/PID/ns/TYPE. Pure. */
+export function targetPath(spec: JoinNsSpec): string {
+  return spec.target.kind === 'pid' ? `/proc/${spec.target.pid}/ns/${spec.ns.procEntry}` : spec.target.path
+}
+
+/**
+ * What the printed command cannot do, said next to it. The real run passes CRIU this process's
+ * own descriptors of the pinned targets and gates the resume on checks run by this process;
+ * neither exists once the dry run has exited.
+ */
+export const SHOWN_COMMAND_NOTE = 'Run as root. The real run opens and type-checks each -J target first and gives CRIU its own descriptor of it, so that a target that exits, or a PID reused in between, cannot redirect the join; and it checks every restored task before CRIU resumes it (--action-script). The command above does neither.'
+
+/**
+ * The commands a person can run to do what restore would do: the -J targets as given (a PID as
+ * /proc/PID/ns/TYPE), a work folder the command makes itself, an external net namespace handed
+ * over as fd 3 by the shell. Pure.
+ */
+export function shownCommands(
+  request: RestoreRequest,
+  facts: {criu: string; env: Record<string, string>; externalNetKey?: string; imagesDir: string; ino: readonly number[]},
+): {command: string; lazyPagesCommand?: string} {
+  const work = shownWorkDir(request.workDir)
+  // Shown fds count from 3, as CRIU gets them (CriuRun passes inheritFds as 3, 4, ...).
+  const joins = request.joinNs.map((spec, i): PlannedJoin => ({criuPath: targetPath(spec), fd: 3 + i, ino: facts.ino[i], spec}))
+  const plan = planRestore(request, {criu: facts.criu, env: facts.env, externalNetKey: facts.externalNetKey, joins, workDir: work.path})
+  const redirects = plan.inheritFds.map((fd, i) => `${3 + i}<${shellQuote(joins.find(j => j.fd === fd)!.criuPath)}`)
+  const restore = [formatCommand(plan.criu, plan.argv, plan.env, work.folder), ...redirects].join(' ')
+  if (!request.lazyPages) return {command: work.setup ? `${work.setup} && ${restore}` : restore}
+  // The daemon runs in the background in the same folder: the folder is made first, in this shell.
+  const lazy = planLazyPages({criu: facts.criu, imagesDir: request.imagesDir, workDir: work.path})
+  const daemon = `${lazyPagesCommand({...lazy, argv: withoutStatusFd(lazy.argv)}, plan.env, work.folder)} &`
+  return {command: restore, lazyPagesCommand: work.setup ? `${work.setup}; ${daemon}` : daemon}
+}
+
+/** The daemon's argv without --status-fd, which only this process reads. */
+function withoutStatusFd(argv: readonly string[]): string[] {
+  const i = argv.indexOf('--status-fd')
+  return i === -1 ? [...argv] : [...argv.slice(0, i), ...argv.slice(i + 2)]
+}
+
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
   const {criu, images, integrity, pins, version} = await prepare(request)
   try {
-    const workDir = plannedWorkDir('restore', request.workDir)
-    const plan = planRestore(request, {
-      actionScript: gated(pins, request.beforeResume ?? []) ? join(plannedWorkDir('gate'), 'post-restore') : undefined,
-      criu,
-      env: diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))),
-      externalNetKey: images.externalNetKey,
-      joins: plannedJoins(pins, request.joinNs),
-      workDir,
-    })
+    const env = diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints)))
+    const shown = shownCommands(request, {criu, env, externalNetKey: images.externalNetKey, imagesDir: request.imagesDir, ino: pins.map(p => p.ino)})
     return {
-      command: formatCommand(plan.criu, plan.argv, plan.env),
+      ...shown,
       criuVersion: version.text,
       integrity: {files: integrity.files, method: integrity.method, verdict: verdictLine(integrity)},
-      lazyPagesCommand: request.lazyPages ? lazyPagesCommand(planLazyPages({criu, imagesDir: request.imagesDir, workDir}), plan.env) : undefined,
-      plan: {namespaces: planNamespaces(images, request), pidfile: plan.pidfile, workDir},
+      note: SHOWN_COMMAND_NOTE,
+      plan: {namespaces: planNamespaces(images, request), ...(request.workDir ? {workDir: resolve(request.workDir)} : {})},
     }
   } finally {
     for (const p of pins) p.close()
@@ -592,12 +635,15 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     run = new CriuRun({...plan, ...criuLimits(request)}, env)
     release = supervise(run, request.timeout, io)
 
-    const result = (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): RestoreResult => {
+    const result = async (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): Promise<RestoreResult> => {
+      // CRIU's stats-restore is in the work folder: read before the folder goes.
+      const criuStats = request.stats ? await readStats(workDir, 'restore') : undefined
       // A lazy-pages daemon still delivering (--no-wait-pages) has its socket and log in the folder: it stays.
       const daemonRuns = lazyPages !== undefined && !lazyPages.waited
       if (!daemonRuns) removeWorkDir(work)
       const removed = work.temporary && !daemonRuns
       return {
+        criuStats,
         criuVersion: version.text,
         durationMs: Date.now() - started,
         lazyPages: lazyPages && removed ? {...lazyPages, daemon: {pid: lazyPages.daemon.pid}} : lazyPages,
@@ -617,7 +663,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
         for (const p of pins) p.close()
         return namespaces
       })
-      return result(attached.namespaces, attached.pid)
+      return await result(attached.namespaces, attached.pid)
     }
 
     const exit = await run.exited
@@ -629,7 +675,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     if (exit.code !== 0) await pagesVerdict(request.imagesDir, pagesCheck)
     if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
     const namespaces = verifyJoins(pid, pins)
-    return result(namespaces, pid, await settleLazyPages(lazy, request, started, io))
+    return await result(namespaces, pid, await settleLazyPages(lazy, request, started, io))
   } catch (error) {
     await shutdownLazyPages(lazy, error)
     if (run) {

@@ -8,6 +8,8 @@ import {existsSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
+import type {ShellFolder} from './criu-run.js'
+
 import {CriuPluginError} from './errors.js'
 
 /** Every temporary folder of the plugin starts with this, under the temp folder. */
@@ -28,9 +30,15 @@ export function makeWorkDir(kind: WorkKind, given: string | undefined): WorkDir 
   return {path: mkdtempSync(join(tmpdir(), `${TEMP_PREFIX}${kind}-`)), temporary: true}
 }
 
-/** What a dry run shows for the folder a real run would make. Pure. */
-export function plannedWorkDir(kind: WorkKind, given?: string): string {
-  return given ? resolve(given) : join(tmpdir(), `${TEMP_PREFIX}${kind}-XXXXXX`)
+/**
+ * The work folder in the command a dry run prints for a person to run: the user's --work-dir, or
+ * a new folder the printed command makes first (`W=$(mktemp -d) && criu ... --work-dir "$W"`),
+ * so that the command runs as printed and, like the real run, never writes into the checkpoint.
+ * Pure.
+ */
+export function shownWorkDir(given?: string): {folder?: ShellFolder; path: string; setup?: string} {
+  if (given) return {path: resolve(given)}
+  return {folder: {name: 'W', path: '$W'}, path: '$W', setup: 'W=$(mktemp -d)'}
 }
 
 /** After a run that succeeded: the temporary folder goes. The user's own folder stays as it is. */

@@ -7,6 +7,7 @@ import {createServer, Server} from 'node:net'
 import {join} from 'node:path'
 
 import {Checkpoint, checkpoint, folderDigest} from '../support/checkpoint.js'
+import {unknownMentions} from '../support/hints.js'
 import {alive, BIN, cleanup, criuPath, Holder, requireRoot, startHolder, tempDir, flat} from '../support/system.js'
 
 interface BadInput {
@@ -38,6 +39,7 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
   let server: Server
   let digest: string
   const places: Record<string, string> = {}
+  let hints = 0
   let criuLog: string
 
   before(async () => {
@@ -124,6 +126,11 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
       expect(err).not.to.match(/undefined|\[object Object\]/)
       expect(r.stdout, 'nothing on stdout').to.equal('')
       nothingHappened()
+      const hint = err.split('Hint: ')[1]
+      if (hint !== undefined) {
+        hints++
+        expect(unknownMentions(hint, 'restore'), `the hint names only real flags and commands: ${hint}`).to.deep.equal([])
+      }
     })
 
     // The same line with --json (before any `--`): the one JSON contract (README "JSON output").
@@ -142,4 +149,8 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
       nothingHappened()
     })
   }
+
+  it('the corpus checked hints (each names only the plugin\'s real flags and commands)', () => {
+    expect(hints).to.be.at.least(10)
+  })
 })

@@ -1,10 +1,11 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {processStat} from '../../src/lib/proc.js'
 import {mycli} from '../support/checkpoint.js'
-import {addNetns, alive, cleanup, nsInode, requireRoot, startHolder, tempDir, track, waitFor, flat} from '../support/system.js'
+import {addNetns, alive, cleanup, criuPath, nsInode, requireRoot, startHolder, tempDir, track, waitFor, flat} from '../support/system.js'
 
 /** A single-process workload started through `argv` (exec chain, no fork): its PID is the spawned one. */
 async function workload(argv: string[]): Promise<number> {
@@ -28,9 +29,14 @@ async function reaped(pid: number): Promise<void> {
 /** The plan rows restore --dry-run prints: type -> "action: detail". */
 function planOf(stdout: string): Record<string, string> {
   const rows: Record<string, string> = {}
+  let last: string | undefined
   for (const line of stdout.split('\n')) {
     const m = /^ {2}(\w+)\s+(joined|restored from the images|created empty|new|inherited)\s+(.*)$/.exec(line)
-    if (m) rows[m[1]] = `${m[2]}: ${m[3]}`
+    // A detail wrapped to the terminal goes on under its column.
+    const more = /^ {36}(\S.*)$/.exec(line)
+    if (m) rows[last = m[1]] = `${m[2]}: ${m[3]}`
+    else if (more && last) rows[last] += ` ${more[1]}`
+    else last = undefined
   }
 
   return rows
@@ -50,12 +56,70 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       const c = mycli(['checkpoint', String(pid), '-D', dir])
       expect(c.code, c.stderr).to.equal(0)
       expect(c.stdout).to.include(`Checkpointed process ${pid} into ${dir}`)
+      expect(c.stdout, 'CRIU\'s statistics are for --json').not.to.include('pages')
       await reaped(pid)
       const holder = await startHolder(['net'])
       const r = mycli(['restore', '-D', dir, '-J', `net:${holder.pid}`])
       expect(r.code, r.stderr).to.equal(0)
       track(pid)
       expect(nsInode(pid, 'net')).to.equal(nsInode(holder.pid, 'net'))
+    })
+
+    it('a process in a pod\'s network namespace: checkpoint says up front to use --external-ns net and which --network-lock works; restore\'s refusal leads there first', async () => {
+      const pod = await startHolder(['net'])
+      const pid = await workload(['nsenter', '-t', String(pod.pid), '-n', 'sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      const nftables = spawnSync(criuPath(), ['check', '--feature', 'network_lock_nftables']).status === 0
+      const works = nftables ? 'nftables' : 'skip'
+      // CRIU's default lock runs iptables-restore: a PATH without it is a machine without iptables.
+      const noIptables = (process.env.PATH ?? '').split(':').filter(d => d && !existsSync(join(d, 'iptables-restore'))).join(':')
+      const missing = mycli(['checkpoint', String(pid), '-D', dir, '--dry-run'], {PATH: noIptables})
+      expect(missing.code, missing.stderr).to.equal(1)
+      expect(flat(missing.stderr)).to.include(`process ${pid} is in a network namespace of its own, which CRIU locks while it dumps, by default with iptables`)
+      expect(flat(missing.stderr)).to.include('that cannot work here (iptables-restore is not on PATH). Nothing was frozen')
+      expect(flat(missing.stderr)).to.include(`Hint: pass ${nftables ? '--network-lock nftables (works here), or ' : ''}--network-lock skip`)
+      expect(flat(missing.stderr)).to.include('add --external-ns net')
+      expect(processStat(pid)?.state, 'nothing was frozen').to.equal('S')
+      expect(existsSync(dir)).to.equal(false)
+      // With a lock that works: the advice before anything runs, and a command that runs as printed.
+      const dry = mycli(['checkpoint', String(pid), '-D', dir, '--dry-run', '--network-lock', works], {PATH: noIptables})
+      expect(dry.code, dry.stderr).to.equal(0)
+      expect(flat(dry.stderr)).to.include(`Warning: process ${pid} is in a network namespace of its own (inode ${nsInode(pod.pid, 'net')}), which this checkpoint will contain`)
+      expect(flat(dry.stderr)).to.include('to restore it later into a pod\'s or container\'s network namespace (mycli restore -J net:TARGET), checkpoint it with --external-ns net')
+      expect(dry.stdout).to.match(/ && W=\$\(mktemp -d\) && \S+ dump --tree \d+ /)
+      expect(dry.stdout).not.to.match(/X{6}/)
+      const command = dry.stdout.split('\n')[0]
+      expect(command).to.include(`mkdir -m 0700 ${dir} && `)
+      const run = spawnSync('sh', ['-c', command], {encoding: 'utf8', env: {...process.env, PATH: noIptables, TMPDIR: tempDir()}})
+      expect(run.status, run.stderr).to.equal(0)
+      expect(existsSync(join(dir, 'inventory.img'))).to.equal(true)
+      await reaped(pid)
+      // That checkpoint carries the pod's namespace: restore names the way that overwrites nothing first.
+      const target = await startHolder(['net'])
+      const refused = mycli(['restore', '-D', dir, '-J', `net:${target.pid}`])
+      expect(refused.code).to.equal(2)
+      const hint = flat(refused.stderr).split('Hint: ')[1]
+      expect(hint).to.match(/^checkpoint the process again with mycli checkpoint PID -D DIR --external-ns net, /)
+      expect(hint).to.include('which leaves its network namespace (veth included) out')
+      expect(hint).to.match(/, and restore that with -J net; or pass --allow-overwrite/)
+      // Following it: the advice is not repeated, and the restore joins the target.
+      const again = await workload(['nsenter', '-t', String(pod.pid), '-n', 'sleep', '100000'])
+      const dir2 = join(tempDir(), 'ckpt')
+      const c = mycli(['checkpoint', String(again), '-D', dir2, '--external-ns', 'net', '--network-lock', works, '--json'], {PATH: noIptables})
+      expect(c.code, c.stderr).to.equal(0)
+      expect(c.stderr).to.equal('')
+      const out = JSON.parse(c.stdout)
+      expect(out.notes).to.deep.equal([])
+      // CRIU's own statistics, from its stats-dump: the pages it wrote are the pages images' pages.
+      const pages = readdirSync(dir2).filter(f => /^pages-\d+\.img$/.test(f)).reduce((n, f) => n + statSync(join(dir2, f)).size, 0) / 4096
+      expect(out.criuStats.pagesWritten).to.be.above(0).and.equal(pages)
+      expect(out.criuStats.pagesScanned).to.be.at.least(out.criuStats.pagesWritten)
+      expect(out.criuStats.frozenMs).to.be.above(out.criuStats.freezingMs).and.below(out.durationMs)
+      await reaped(again)
+      const r = mycli(['restore', '-D', dir2, '-J', `net:${target.pid}`])
+      expect(r.code, r.stderr).to.equal(0)
+      track(again)
+      expect(nsInode(again, 'net')).to.equal(nsInode(target.pid, 'net'))
     })
 
     it('--external-ns net leaves the pod\'s net namespace out; restore -J net puts the tree back into one', async () => {
@@ -114,6 +178,36 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
     })
   })
 
+  describe('colour where it carries meaning', () => {
+    it('restore\'s verified, checkpoint verify\'s verdict, warnings: coloured with FORCE_COLOR, plain with NO_COLOR, in pipes and in --json', async () => {
+      const esc = '\u001B['
+      const pid = await workload(['sleep', '100000'])
+      const dir = join(tempDir(), 'ckpt')
+      expect(mycli(['checkpoint', String(pid), '-D', dir]).code).to.equal(0)
+      await reaped(pid)
+      const holder = await startHolder(['net'])
+      const verify = (env: NodeJS.ProcessEnv, ...extra: string[]) => mycli(['checkpoint', 'verify', dir, ...extra], env).stdout
+      expect(verify({FORCE_COLOR: '1'})).to.include(`${esc}32m`).and.include('files match')
+      expect(verify({})).not.to.include(esc)
+      expect(verify({FORCE_COLOR: '1', NO_COLOR: '1'})).not.to.include(esc)
+      expect(verify({FORCE_COLOR: '1'}, '--json')).not.to.include(esc)
+      const r = mycli(['restore', '-D', dir, '-J', `net:${holder.pid}`], {FORCE_COLOR: '1'})
+      expect(r.code, r.stderr).to.equal(0)
+      track(pid)
+      expect(r.stdout).to.include(`(inode ${nsInode(holder.pid, 'net')}): ${esc}32mverified${esc}39m`)
+      // Warnings (oclif's, through the same variables): a process in a network namespace of its own.
+      const own = await workload(['unshare', '--net', 'sleep', '100000'])
+      const warn = (env: NodeJS.ProcessEnv, ...extra: string[]) => mycli(['checkpoint', String(own), '-D', join(tempDir(), 'c'), '--dry-run', '--network-lock', 'skip', ...extra], env)
+      expect(warn({FORCE_COLOR: '1'}).stderr).to.include(`${esc}33m`).and.include('Warning: process')
+      expect(warn({}).stderr).to.include('Warning: process').and.not.include(esc)
+      expect(warn({FORCE_COLOR: '1', NO_COLOR: '1'}).stderr).to.include('Warning: process').and.not.include(esc)
+      const json = warn({FORCE_COLOR: '1'}, '--json')
+      expect(json.stderr, 'with --json the advice is in the object').to.equal('')
+      expect(json.stdout).not.to.include(esc)
+      expect(JSON.parse(json.stdout).notes[0]).to.include('checkpoint it with --external-ns net')
+    })
+  })
+
   describe('restore --dry-run plans from the images', () => {
     it('a plain checkpoint: every type inherited, time new, the joins shown', async () => {
       const pid = await workload(['sleep', '100000'])
@@ -163,7 +257,7 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       const holder = await startHolder(['uts'], 'pod-host')
       const refused = mycli(['restore', '-D', dir, '-J', `uts:${holder.pid}`])
       expect(refused.code).to.equal(2)
-      expect(flat(refused.stderr)).to.include('the checkpoint has its own UTS namespace (hostname "ckpt-host"); CRIU would set the joined namespace\'s hostname and domain name to the checkpoint\'s Hint: pass --allow-overwrite')
+      expect(flat(refused.stderr)).to.include('the checkpoint has its own UTS namespace (hostname "ckpt-host"); CRIU would set the joined namespace\'s hostname and domain name to the checkpoint\'s Hint: restore without -J uts (the tree gets its own uts namespace back from the images); or pass --allow-overwrite')
       expect(existsSync(`/proc/${pid}`)).to.equal(false)
       const hostname = () => spawnSync('nsenter', ['-t', String(holder.pid), '-u', 'hostname'], {encoding: 'utf8'}).stdout.trim()
       expect(hostname()).to.equal('pod-host')

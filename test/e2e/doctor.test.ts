@@ -113,6 +113,28 @@ describe('the CRIU this machine has: criu check, and judging it before any work'
     expect(human.stdout).to.match(/time namespaces\s+yes/)
   })
 
+  it('criu check fits 80 columns (a pipe, OCLIF_COLUMNS=80) and uses a wider terminal side by side; marks coloured only where colour is wanted', () => {
+    const esc = '\u001B['
+    for (const [columns, env] of [[80, {}], [80, {OCLIF_COLUMNS: '80'}], [160, {OCLIF_COLUMNS: '160'}]] as const) {
+      const r = mycli(['criu', 'check'], env)
+      expect(r.code, r.stderr).to.equal(0)
+      for (const line of r.stdout.split('\n')) {
+        expect([...line].length, `longer than ${columns}: ${JSON.stringify(line)}`).to.be.at.most(columns)
+        expect(line, 'trailing spaces').not.to.match(/ $/)
+      }
+
+      expect(r.stdout, 'a pipe is plain').not.to.include(esc)
+      // 80: what it affects goes under the result; 160: beside it.
+      expect(r.stdout).to.match(columns === 80 ? /time namespaces\s+yes\n\s{20,}restore gives the tree/ : /time namespaces\s+yes\s+restore gives the tree/)
+    }
+
+    const forced = mycli(['criu', 'check'], {FORCE_COLOR: '1'}).stdout
+    expect(forced.split('\n').some(l => l.startsWith(`${esc}32m✓${esc}39m  time namespaces`)), forced).to.equal(true)
+    expect(forced).to.include(`${esc}32mUsable:`)
+    expect(mycli(['criu', 'check'], {FORCE_COLOR: '1', NO_COLOR: '1'}).stdout).not.to.include(esc)
+    expect(mycli(['criu', 'check', '--json'], {FORCE_COLOR: '1'}).stdout).not.to.include(esc)
+  })
+
   it('criu check: a CRIU that cannot run on this kernel is not usable, with the reason and the way out (exit 1)', () => {
     const bad = unusableCriu()
     const r = mycli(['criu', 'check', '--json', '--criu-path', bad.path])

@@ -1,9 +1,10 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
-import {existsSync, readFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {namespaceByFlag} from '../../src/lib/namespaces.js'
+import {inspectPath} from '../../src/lib/native.js'
 import {checkpoint, folderDigest, mycli} from '../support/checkpoint.js'
 import {addNetns, alive, cleanup, criuPath, nsInode, requireRoot, startHolder, tempDir, track, flat, waitFor} from '../support/system.js'
 
@@ -149,8 +150,13 @@ describe('restore (real CRIU, real namespaces)', function () {
     expect(r.code, r.stderr).to.equal(0)
     const out = JSON.parse(r.stdout)
     track(out.pid)
-    expect(out).to.have.all.keys('dryRun', 'pid', 'criuVersion', 'durationMs', 'workDir', 'logFile', 'namespaces', 'tasks')
+    expect(out).to.have.all.keys('dryRun', 'pid', 'criuStats', 'criuVersion', 'durationMs', 'workDir', 'logFile', 'namespaces', 'tasks')
     expect(out.dryRun).to.equal(false)
+    // CRIU's own statistics, from its stats-restore: the pages it restored are the pages images' pages.
+    const pages = readdirSync(ckpt.dir).filter(f => /^pages-\d+\.img$/.test(f)).reduce((n, f) => n + statSync(join(ckpt.dir, f)).size, 0) / 4096
+    expect(out.criuStats).to.have.all.keys('forkingMs', 'pagesCompared', 'pagesRestored', 'pagesSkippedCow', 'restoreMs')
+    expect(out.criuStats.pagesRestored).to.be.above(0).and.equal(pages)
+    expect(out.criuStats.restoreMs).to.be.above(0).and.below(out.durationMs)
     expect(out.pid).to.equal(ckpt.pid)
     expect(out.workDir).to.equal(work)
     expect(out.logFile).to.equal(join(work, 'restore.log'))
@@ -166,17 +172,32 @@ describe('restore (real CRIU, real namespaces)', function () {
     ])
   })
 
-  it('--dry-run checks the targets, prints the CRIU command and restores nothing', async () => {
+  it('--dry-run checks the targets and restores nothing; the command it prints runs as printed and restores into the targets', async () => {
     const ckpt = await checkpoint()
-    const holder = await startHolder(['net'])
-    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--dry-run'])
+    const holder = await startHolder(['net', 'uts'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '-J', `uts:/proc/${holder.pid}/ns/uts`, '--dry-run'])
     expect(r.code, r.stderr).to.equal(0)
-    const command = [
-      String.raw`restore --images-dir \S+ --work-dir \S+ --log-file \S+ -v4 --pidfile \S+ --restore-detached`,
-      String.raw`--action-script ${tmpdir()}/oclif-plugin-criu-gate-X{6}/post-restore --join-ns net:/proc/\d+/fd/\d+`,
-    ]
-    expect(r.stdout).to.match(new RegExp(command.join(' ')))
     expect(alive(ckpt.pid)).to.equal(false)
+    const lines = r.stdout.split('\n')
+    const command = lines[lines.indexOf('Command:') + 1].trim()
+    const workFolder = String.raw`--work-dir "\$W" --log-file "\$W"/restore\.log -v4 --pidfile "\$W"/restore\.pid`
+    expect(command).to.match(new RegExp(String.raw`^W=\$\(mktemp -d\) && \S+criu restore --images-dir \S+ ${workFolder} --restore-detached `))
+    expect(command, 'no placeholder').not.to.match(/X{6}|<|>/)
+    expect(command, 'no descriptor of a process that has exited').not.to.match(/\/proc\/\d+\/fd\//)
+    expect(command, 'the gate is the real run\'s own').not.to.include('--action-script')
+    expect(flat(r.stdout)).to.include('The real run opens and type-checks each -J target first and gives CRIU its own descriptor of it')
+    // Every target is there and is a namespace of the type it is joined as.
+    const joins = [...command.matchAll(/--join-ns (\w+):([^\s,]+)/g)].map(m => ({path: m[2], type: m[1]}))
+    expect(joins).to.deep.equal([{path: `/proc/${holder.pid}/ns/net`, type: 'net'}, {path: `/proc/${holder.pid}/ns/uts`, type: 'uts'}])
+    for (const {path, type} of joins) expect(namespaceByFlag(inspectPath(path).nstype)?.name, path).to.equal(type)
+
+    // As a person would run it: in a shell, as root.
+    const tmp = tempDir()
+    const run = spawnSync('sh', ['-c', command], {encoding: 'utf8', env: {...process.env, TMPDIR: tmp}})
+    expect(run.status, run.stderr).to.equal(0)
+    track(ckpt.pid)
+    expect(alive(ckpt.pid)).to.equal(true)
+    expectNamespaces(ckpt.pid, {net: holder.pid, uts: holder.pid})
   })
 
   it('a user namespace a non-root user made (mapping only itself): refused before CRIU starts, with the reason (CRIU 4.2.1 itself fails it)', async () => {

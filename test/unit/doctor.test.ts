@@ -1,7 +1,9 @@
 import {expect} from 'chai'
+// eslint-disable-next-line unicorn/import-style
+import {Chalk} from 'chalk'
 
 import {parseCriuVersion} from '../../src/lib/criu.js'
-import {buildReport, DOCTOR_CHECKS, DoctorContext, DoctorRow} from '../../src/lib/doctor.js'
+import {buildReport, DOCTOR_CHECKS, DoctorContext, doctorTable, DoctorRow} from '../../src/lib/doctor.js'
 import {ioUringPolicy} from '../../src/lib/undumpable.js'
 
 /** Root on these VMs: every capability but CAP_SYS_RESOURCE. */
@@ -77,5 +79,22 @@ describe('the doctor\'s report (pure, from the facts)', () => {
   it('names the CRIU_FAULT=130 work-around only for a CRIU older than 4.2 where breakpoints do not work', async () => {
     expect(await breakpointsRow('4.1.1')).to.match(/CRIU_FAULT=130/)
     expect(await breakpointsRow('4.2.1')).to.match(/works around it by itself/)
+  })
+
+  it('renders a table that fits 80 columns and sides by side when wider, marks coloured by what they mean', async () => {
+    const r = await report(facts({check: {ok: false, reason: 'its own `criu check` fails: a reason long enough to be wrapped at eighty columns and more'}}))
+    const colour = new Chalk({level: 1})
+    for (const width of [80, 100, 200]) {
+      const lines = doctorTable(r, width, new Chalk({level: 0}))
+      for (const line of lines) expect([...line].length, line).to.be.at.most(width)
+      expect(lines.join('\n'), 'every row').to.include('network lock: nftables')
+    }
+
+    expect(doctorTable(r, 80, new Chalk({level: 0})).join('\n')).to.match(/✗ {2}criu check {16}fails\n {29}its own `criu check` fails:/)
+    expect(doctorTable(r, 200, new Chalk({level: 0})).join('\n')).to.match(/✗ {2}criu check {16}fails {2,}its own `criu check` fails:/)
+    expect(doctorTable(r, 80, colour).join('\n'), 'blocking: red').to.include('\u001B[31m✗\u001B[39m  criu check')
+    const coloured = doctorTable(await report(facts()), 80, colour).join('\n')
+    expect(coloured, 'a missing feature: yellow').to.include('\u001B[33m✗\u001B[39m  memory dirty tracking')
+    expect(coloured, 'ok: green').to.include('\u001B[32m✓\u001B[39m  time namespaces')
   })
 })

@@ -1,11 +1,16 @@
 import {expect} from 'chai'
 
+import {commandLine} from '../../src/lib/cli-names.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
-import {CheckpointNamespaces, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
+import {CheckpointNamespaces, conflictHint, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
+import {RestoreRequest, shownCommands} from '../../src/lib/restore.js'
 
 const ns = (name: string) => namespaceByName(name)!
 const spec = (text: string) => parseJoinNs(text, '/')
+// As the CLI that runs the tests names it (other suites in this process may have set the host's names).
+const again = () => commandLine('checkpoint', 'PID -D DIR --external-ns net')
+const request = (extra: Partial<RestoreRequest>): RestoreRequest => ({detached: true, emptyNs: [], imagesDir: '/ck', joinNs: [], ...extra})
 
 describe('restore plan (pure)', () => {
   const ownNetWithVeth: CheckpointNamespaces = {
@@ -25,8 +30,9 @@ describe('restore plan (pure)', () => {
     expect(joinConflicts(ownNetWithVeth, [spec('net:5')])).to.deep.equal([{
       message: '--join-ns "net:5": the checkpoint\'s own net namespace has the veth device eth0, whose other end was outside the checkpoint; CRIU cannot recreate it in a joined namespace ("Unknown peer net namespace"), with or without --allow-overwrite',
       overridable: false,
-      remedy: 'checkpoint the process again with --external-ns net (its net namespace, veth included, is then left out of the images), and restore that with -J net',
+      remedy: `checkpoint the process again with ${again()}, which leaves its network namespace (veth included) out of the images, and restore that with -J net`,
     }])
+    expect(conflictHint(joinConflicts(ownNetWithVeth, [spec('net:5')])), 'no --allow-overwrite offered').not.to.include('allow-overwrite')
   })
 
   it('a veth pair with both ends in the checkpoint: a conflict --allow-overwrite may override (CRIU creates the pair in the joined namespace)', () => {
@@ -37,7 +43,14 @@ describe('restore plan (pure)', () => {
     expect(joinConflicts(pair, [spec('net:5')])).to.deep.equal([{
       message: '--join-ns "net:5": the checkpoint\'s own net namespace has veth devices (va, vb); CRIU would create them, with its addresses and routes, in the joined namespace',
       overridable: true,
+      remedy: `checkpoint the process again with ${again()}, which leaves its network namespace (veth included) out of the images, and restore that with -J net`,
     }])
+  })
+
+  it('the hint names the ways that overwrite nothing first, each once, then --allow-overwrite', () => {
+    const ownNet: CheckpointNamespaces = {...ownNetWithVeth, netDevices: [{name: 'lo', type: 1}]}
+    const hint = conflictHint(joinConflicts(ownNet, [spec('uts:5'), spec('net:5'), spec('uts:6')]))
+    expect(hint).to.equal(`restore without -J uts (the tree gets its own uts namespace back from the images); or checkpoint the process again with ${again()}, which leaves its network namespace (veth included) out of the images, and restore that with -J net; or pass --allow-overwrite to restore anyway, overwriting the joined namespace's state`)
   })
 
   it('finds no conflict for types the checkpoint did not have to itself', () => {
@@ -48,5 +61,23 @@ describe('restore plan (pure)', () => {
   it('marks a join of an external net namespace in the plan', () => {
     const rows = planNamespaces({externalNetKey: 'mycli-net-9', netDevices: [], own: []}, {emptyNs: [], joinNs: [spec('net:5')]})
     expect(rows.find(r => r.type === 'net')!.detail).to.equal('process 5 (the checkpoint\'s external net namespace "mycli-net-9")')
+  })
+
+  describe('the commands --dry-run prints for a person to run', () => {
+    const facts = {criu: '/c/criu', env: {}, imagesDir: '/ck', ino: [11, 12]}
+
+    it('names each target as given, a PID as /proc/PID/ns/TYPE, and makes its own work folder', () => {
+      const {command, lazyPagesCommand} = shownCommands(request({joinNs: [spec('net:42'), spec('user:/run/u:1000:1000')]}), facts)
+      expect(command).to.equal('W=$(mktemp -d) && /c/criu restore --images-dir /ck --work-dir "$W" --log-file "$W"/restore.log -v4 --pidfile "$W"/restore.pid --restore-detached --join-ns net:/proc/42/ns/net --join-ns user:/run/u,1000,1000')
+      expect(lazyPagesCommand).to.equal(undefined)
+    })
+
+    it('hands an external net namespace over as fd 3; with --lazy-pages the daemon is started first in the same folder; --work-dir is used as given', () => {
+      const external = shownCommands(request({joinNs: [spec('net:/run/netns/a b')], lazyPages: true}), {...facts, externalNetKey: 'k'})
+      expect(external.lazyPagesCommand).to.equal('W=$(mktemp -d); /c/criu lazy-pages --images-dir /ck --work-dir "$W" --log-file "$W"/lazy-pages.log -v4 &')
+      expect(external.command).to.equal('/c/criu restore --images-dir /ck --work-dir "$W" --log-file "$W"/restore.log -v4 --pidfile "$W"/restore.pid --restore-detached --lazy-pages --inherit-fd \'fd[3]:k\' 3<\'/run/netns/a b\'')
+      const given = shownCommands(request({joinNs: [spec('uts:7')], workDir: '/w'}), facts)
+      expect(given.command).to.equal('/c/criu restore --images-dir /ck --work-dir /w --log-file /w/restore.log -v4 --pidfile /w/restore.pid --restore-detached --join-ns uts:/proc/7/ns/uts')
+    })
   })
 })

@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {CriuCommand} from '../../lib/base-command.js'
+import {stdoutColours} from '../../lib/colour.js'
 import {verdictLine, verifyCheckpoint} from '../../lib/integrity.js'
 
 export default class CheckpointVerify extends CriuCommand {
@@ -26,8 +27,10 @@ export default class CheckpointVerify extends CriuCommand {
     if (!result.sound) process.exitCode = 1 // damaged: exit 1, after the JSON or the list is printed
     if (this.jsonEnabled()) return result
 
-    this.log(`${args.dir}: ${verdictLine(result)}`)
-    for (const d of result.damage) this.log(`  ${d.file}: ${d.message}`)
+    const colour = stdoutColours()
+    const verdict = verdictLine(result)
+    this.log(`${args.dir}: ${result.sound ? colour.green(verdict) : colour.red(verdict)}`)
+    for (const d of result.damage) this.log(`  ${colour.red(d.file)}: ${d.message}`)
     return result
   }
 }

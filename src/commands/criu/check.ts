@@ -1,9 +1,10 @@
 import {Flags} from '@oclif/core'
-import Table from 'cli-table3'
 
 import {CriuCommand} from '../../lib/base-command.js'
-import {runDoctor} from '../../lib/doctor.js'
+import {stdoutColours} from '../../lib/colour.js'
+import {doctorTable, runDoctor} from '../../lib/doctor.js'
 import {probeHwBreakpoints} from '../../lib/native.js'
+import {stdoutWidth, wrap} from '../../lib/screen.js'
 
 export default class CriuCheck extends CriuCommand {
   static override description = [
@@ -25,21 +26,15 @@ export default class CriuCheck extends CriuCommand {
     const report = await runDoctor({criuPath: flags['criu-path'], probe: () => probeHwBreakpoints()})
     if (!report.usable) process.exitCode = 1
     if (this.jsonEnabled()) return report
-    const table = new Table({
-      chars: {bottom: '', 'bottom-left': '', 'bottom-mid': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', middle: '  ', right: '', 'right-mid': '', top: '', 'top-left': '', 'top-mid': '', 'top-right': ''},
-      colWidths: [null, null, null, Math.max(40, (process.stdout.columns || 120) - 50)],
-      head: ['', 'check', 'result', 'what it affects'],
-      style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0},
-      wordWrap: true,
-    })
-    for (const row of report.checks) table.push([row.ok === null ? ' ' : (row.ok ? '✓' : '✗'), row.label, row.value, row.says])
-    this.log(table.toString())
+    const colour = stdoutColours()
+    const width = stdoutWidth()
+    this.log(doctorTable(report, width, colour).join('\n'))
     this.log('')
     if (report.usable) {
-      this.log(`Usable: CRIU ${report.version} at ${report.path} can checkpoint and restore here.`)
+      this.log(`${colour.green('Usable:')} ${wrap(`CRIU ${report.version} at ${report.path} can checkpoint and restore here.`, width, {at: 8, indent: '  '})}`)
     } else {
-      this.log(`Not usable here:${report.reasons.map(r => `\n  ${r}`).join('')}`)
-      this.log(`Way out: ${report.wayOut}`)
+      this.log(`${colour.red('Not usable here:')}${report.reasons.map(r => `\n  ${wrap(r, width, {at: 2, indent: '    '})}`).join('')}`)
+      this.log(wrap(`Way out: ${report.wayOut}`, width, {indent: '  '}))
     }
 
     return report

@@ -1,16 +1,15 @@
 import {Args, Flags} from '@oclif/core'
-import Table from 'cli-table3'
 
 import {CriuCommand} from '../../lib/base-command.js'
 import {stdoutColours} from '../../lib/colour.js'
 import {hostResolver} from '../../lib/containers.js'
 import {InspectedTarget, inspectAny} from '../../lib/inspect.js'
+import {GAP, plainTable, stdoutWidth} from '../../lib/screen.js'
 
 /** Holders shown per namespace in the table; --json lists them all. */
 const HOLDERS_SHOWN = 5
-/** Widths of the type, inode, owner and yours columns, and the gap between columns. */
+/** Widths of the type, inode, owner and yours columns. */
 const FIXED = [6, 10, 13, 7]
-const GAP = 2
 
 export default class NsInspect extends CriuCommand {
   static override args = {
@@ -46,19 +45,14 @@ export default class NsInspect extends CriuCommand {
   /** One target as a table that fits the terminal (80 columns in pipes), without trailing spaces. */
   private render(r: InspectedTarget, holders: boolean): string {
     const colour = stdoutColours()
-    const width = process.stdout.columns || 80
     const head = ['type', 'inode', 'owner user ns', 'yours']
     const colWidths = [...FIXED]
     if (holders) {
       head.push('processes')
-      colWidths.push(Math.max(20, width - FIXED.reduce((a, b) => a + b, 0) - (GAP * FIXED.length)))
+      colWidths.push(Math.max(20, stdoutWidth() - FIXED.reduce((a, b) => a + b, 0) - (GAP * FIXED.length)))
     }
 
-    const blank = {bottom: '', 'bottom-left': '', 'bottom-mid': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', middle: ' '.repeat(GAP), right: '', 'right-mid': '', top: '', 'top-left': '', 'top-mid': '', 'top-right': ''}
-    const table = new Table({
-      chars: blank, colWidths, head, style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0}, wordWrap: true,
-    })
-    for (const ns of r.namespaces) {
+    const rows = r.namespaces.map(ns => {
       const row = [ns.type, String(ns.inode), ns.ownerUserNs === undefined ? '-' : String(ns.ownerUserNs), ns.sameAsCaller ? 'same' : colour.yellow('differs')]
       if (holders) {
         const all = ns.holders ?? []
@@ -67,10 +61,8 @@ export default class NsInspect extends CriuCommand {
         row.push(all.length > HOLDERS_SHOWN ? `${shown} (+${all.length - HOLDERS_SHOWN} more)` : shown)
       }
 
-      table.push(row)
-    }
-
-    const lines = table.toString().split('\n').map(line => line.trimEnd())
-    return [`${r.target}:`, ...lines].join('\n')
+      return row
+    })
+    return [`${r.target}:`, ...plainTable(rows, colWidths, head)].join('\n')
   }
 }

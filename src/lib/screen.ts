@@ -1,0 +1,57 @@
+/**
+ * Text for people at a terminal: how wide stdout is, borderless tables that fit it, paragraphs
+ * wrapped between words. Pipes and files get 80 columns.
+ */
+import Table from 'cli-table3'
+
+/** stdout's width: OCLIF_COLUMNS (as oclif's help reads it), the terminal's, COLUMNS, else 80. */
+export function stdoutWidth(stream: {columns?: number; isTTY?: boolean} = process.stdout, env: NodeJS.ProcessEnv = process.env): number {
+  for (const text of [env.OCLIF_COLUMNS, stream.isTTY ? String(stream.columns ?? '') : undefined, env.COLUMNS]) {
+    const n = Number.parseInt(text ?? '', 10)
+    if (n > 0) return Math.max(40, n)
+  }
+
+  return 80
+}
+
+/** Columns this far apart. */
+export const GAP = 2
+
+const BLANK = {
+  bottom: '', 'bottom-left': '', 'bottom-mid': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', middle: ' '.repeat(GAP), right: '', 'right-mid': '', top: '', 'top-left': '', 'top-mid': '', 'top-right': '',
+}
+
+/**
+ * A table without borders, columns GAP apart, cells wrapped between words to the widths given
+ * (cli-table3 counts colour escapes as zero wide), no trailing spaces.
+ */
+export function plainTable(rows: readonly string[][], colWidths: readonly number[], head: readonly string[] = []): string[] {
+  const table = new Table({
+    chars: BLANK, colWidths: [...colWidths], head: [...head], style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0}, wordWrap: true,
+  })
+  table.push(...rows.map(r => [...r]))
+  return table.toString().split('\n').map(line => line.trimEnd())
+}
+
+/**
+ * A paragraph broken between words so that no line passes `width`: the first line starts at
+ * column `at` (after what the caller prints before it), the others after `indent`. A word longer
+ * than a line stays whole. Pure.
+ */
+export function wrap(text: string, width: number, {at = 0, indent = ''}: {at?: number; indent?: string} = {}): string {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(' ')) {
+    const room = width - (lines.length === 0 ? at : indent.length)
+    const candidate = line ? `${line} ${word}` : word
+    if (line && candidate.length > room) {
+      lines.push(line)
+      line = word
+    } else {
+      line = candidate
+    }
+  }
+
+  lines.push(line)
+  return lines.map((l, i) => (i === 0 ? l : indent + l)).join('\n')
+}
