@@ -500,7 +500,9 @@ async function main(): Promise<void> {
   if (wanted(10)) await benchResumeGate(criuPath)
 }
 
-main().catch(error => {
+// Children reaped by waitPid (native) stay open handles of node's own child-process bookkeeping,
+// which never sees them exit: end when the figures are done.
+main().then(() => process.exit(0), error => {
   console.error(error instanceof Error ? error.message : error)
   process.exit(1)
 })
