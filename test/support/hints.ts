@@ -16,7 +16,8 @@ export function pluginCommands(): Map<string, Set<string>> {
   const manifest = JSON.parse(readFileSync(join(REPO, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, {flags: Record<string, ManifestFlag>}>}
   const commands = new Map<string, Set<string>>()
   for (const [id, command] of Object.entries(manifest.commands)) {
-    const flags = new Set<string>()
+    // oclif answers --help for every command without listing it among the command's flags.
+    const flags = new Set<string>(['help'])
     for (const [name, flag] of Object.entries(command.flags)) {
       flags.add(name)
       if (flag.allowNo) flags.add(`no-${name}`)

@@ -7,6 +7,7 @@ describe('the hint checker the bad-input corpus uses', () => {
     expect(unknownMentions('pass --allow-overwrite, or --no-verify-images', 'restore')).to.deep.equal([])
     expect(unknownMentions('checkpoint again with mycli checkpoint PID -D DIR --external-ns net, then restore with --join-ns', 'restore')).to.deep.equal(['--join-ns (of checkpoint)'])
     expect(unknownMentions('`mycli criu check` shows which works; mycli ns exec --uid 0', 'restore')).to.deep.equal([])
+    expect(unknownMentions('see `mycli restore --help`', 'restore'), 'oclif answers --help for every command').to.deep.equal([])
   })
 
   it('names what does not exist', () => {
