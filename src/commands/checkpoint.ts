@@ -71,7 +71,7 @@ export default class Checkpoint extends CriuCommand {
         verbosity: flags.verbose,
         workDir: flags['work-dir'],
       },
-      {...this.criuIO(), note: text => this.warn(text)},
+      {...this.criuIO(), note: text => this.warning(text)},
     )
     if (flags['dry-run']) {
       this.log(result.command)

@@ -8,6 +8,7 @@ import {Command, Errors, Interfaces, ux} from '@oclif/core'
 import type {CriuIO} from './criu-run.js'
 
 import {commandLine, useCliNames} from './cli-names.js'
+import {stderrColours} from './colour.js'
 import {isExit, jsonText, printError, refusalOf, reportOf} from './error-output.js'
 
 type FlagOutput = Interfaces.OutputFlags<Interfaces.FlagInput>
@@ -66,6 +67,11 @@ export abstract class CriuCommand extends Command {
    * error's code. oclif's own printer is not used: it hard-wraps at the terminal width inside
    * words and paths, and with --json it dumps the parser's whole context.
    */
+  /** One warning line on stderr, never wrapped, like the errors; with --json the result carries it instead. */
+  protected warning(text: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${stderrColours().yellow('Warning:')} ${text}\n`)
+  }
+
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     if (isExit(error)) throw error
     if (ux.action.running) ux.action.stop('failed')

@@ -94,7 +94,7 @@ export function findCriu(flag: string | undefined, env: NodeJS.ProcessEnv = proc
   throw new FailedError(
     `CRIU not found on PATH (needs ${formatVersion(MIN_CRIU)} or newer; ${formatVersion(CRIU_DETECTS_BREAKPOINTS)} or newer recommended)`,
     elsewhere
-      ? `${elsewhere} exists but is not on PATH: pass --criu-path ${elsewhere} or set CRIU_PATH (the plugin's \`criu check\` says whether it works here)`
+      ? `${elsewhere} exists but is not on PATH: pass --criu-path ${elsewhere} or set CRIU_PATH (\`${commandLine('criu check')}\` says whether it works here)`
       : 'install CRIU, or pass --criu-path, or set CRIU_PATH',
   )
 }
@@ -188,7 +188,7 @@ function bootId(): string | undefined {
 
 /** How to get a CRIU that works, in one line. */
 export function wayOut(pointToDoctor = true): string {
-  const doctor = pointToDoctor ? '; the plugin\'s `criu check` shows what works here' : ''
+  const doctor = pointToDoctor ? `; \`${commandLine('criu check')}\` shows what works here` : ''
   return `use CRIU ${formatVersion(CRIU_DETECTS_BREAKPOINTS)} or newer: pass --criu-path or set CRIU_PATH (Debian family: the criu package of Debian forky or sid, unpacked privately by the plugin's scripts/provision-criu.sh)${doctor}`
 }
 
@@ -351,6 +351,7 @@ export function hintFor(log: string, privileges: () => Privileges = currentPrivi
   const relevant = log.split('\n').filter(line => !HARMLESS.test(line)).join('\n')
   const rules: [RegExp, () => string][] = [
     [/Locking network failed|execvp\("ip6?tables-restore"/, () => `CRIU could not lock the network (iptables-restore is missing here): pass --network-lock nftables or --network-lock skip (\`${commandLine('criu:check')}\` shows which works here), or install iptables`],
+    [/has unreachable sharing|enable-external-masters/, () => `the process runs in a mount namespace of its own whose mounts are shared with this one (\`ip netns exec\` makes one), which CRIU cannot dump: start the workload with ${commandLine('launch', '-J net:/run/netns/NAME -- CMD')} instead (it joins the network namespace and keeps this mount namespace), then checkpoint it`],
     [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, () => 'a process with one of the checkpoint\'s PIDs already runs here; end it, or restore in a new PID namespace'],
     [/No such file or directory.*\.img|Can't open image/i, () => 'the checkpoint is incomplete: an image file is missing'],
     [/Can't open ns file|Failed to setns when join-ns/i, () => 'a namespace to join is gone or not joinable any more'],

@@ -41,7 +41,7 @@ export function plainTable(rows: readonly string[][], colWidths: readonly number
 export function wrap(text: string, width: number, {at = 0, indent = ''}: {at?: number; indent?: string} = {}): string {
   const lines: string[] = []
   let line = ''
-  for (const word of text.split(' ')) {
+  for (const word of words(text)) {
     const room = width - (lines.length === 0 ? at : indent.length)
     const candidate = line ? `${line} ${word}` : word
     if (line && candidate.length > room) {
@@ -54,4 +54,24 @@ export function wrap(text: string, width: number, {at = 0, indent = ''}: {at?: n
 
   lines.push(line)
   return lines.map((l, i) => (i === 0 ? l : indent + l)).join('\n')
+}
+
+/** The words of a text, split at spaces; a `command in backquotes` is one word, never broken, so that it can be copied whole. */
+export function words(text: string): string[] {
+  const out: string[] = []
+  let word = ''
+  let quoted = false
+  for (const ch of text) {
+    if (ch === '`') quoted = !quoted
+    if (ch === ' ' && !quoted) {
+      out.push(word)
+      word = ''
+      continue
+    }
+
+    word += ch
+  }
+
+  out.push(word)
+  return out
 }

@@ -195,11 +195,13 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       expect(r.code, r.stderr).to.equal(0)
       track(pid)
       expect(r.stdout).to.include(`(inode ${nsInode(holder.pid, 'net')}): ${esc}32mverified${esc}39m`)
-      // Warnings (oclif's, through the same variables): a process in a network namespace of its own.
+      // Warnings, one line each like the errors, through the same variables: a process in a network namespace of its own.
       const own = await workload(['unshare', '--net', 'sleep', '100000'])
       const warn = (env: NodeJS.ProcessEnv, ...extra: string[]) => mycli(['checkpoint', String(own), '-D', join(tempDir(), 'c'), '--dry-run', '--network-lock', 'skip', ...extra], env)
-      expect(warn({FORCE_COLOR: '1'}).stderr).to.include(`${esc}33m`).and.include('Warning: process')
-      expect(warn({}).stderr).to.include('Warning: process').and.not.include(esc)
+      expect(warn({FORCE_COLOR: '1'}).stderr).to.include(`${esc}33mWarning:${esc}39m process`)
+      const plain = warn({}).stderr
+      expect(plain).to.include('Warning: process').and.not.include(esc)
+      expect(plain.split('\n').filter(line => line.includes('network namespace of its own')), 'one unwrapped line').to.have.length(1).and.to.satisfy((lines: string[]) => lines[0].startsWith('Warning: process'))
       expect(warn({FORCE_COLOR: '1', NO_COLOR: '1'}).stderr).to.include('Warning: process').and.not.include(esc)
       const json = warn({FORCE_COLOR: '1'}, '--json')
       expect(json.stderr, 'with --json the advice is in the object').to.equal('')

@@ -279,7 +279,7 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
     it('--json is refused, as one JSON object, naming what to use instead', async () => {
       const holder = await startHolder(['net'])
       const out = json(mycli(['ns', 'exec', '--json', '-J', `net:${holder.pid}`, '--', 'true']), 2)
-      expect(out.error!.message).to.match(/^--json: ns exec gives the command this terminal's stdin, stdout and stderr/)
+      expect(out.error!.message).to.match(/^--json: mycli ns exec gives the command this terminal's stdin, stdout and stderr/)
       expect(out.error!.hint).to.include('mycli ns inspect PID --json')
       // After --, --json is the command's own argument.
       const r = mycli(['ns', 'exec', '-J', `net:${holder.pid}`, '--', 'echo', '--json'])

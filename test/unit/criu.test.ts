@@ -72,6 +72,9 @@ describe('CRIU (pure functions)', () => {
       expect(hintFor(log)).to.equal(undefined)
       expect(hintFor('Error (criu/cr-restore.c:1237): Can\'t fork for 77: File exists')).to.match(/already runs here/)
       expect(hintFor('Error (criu/util.c:642): execvp("iptables-restore", ...) failed')).to.match(/--network-lock skip/)
+      // What CRIU 4.2.1 says for a process started by `ip netns exec` (measured by a new-user trial)
+      expect(hintFor('Error (criu/mount.c:1091): mnt: Mount 66 ./run/netns/trialpod (master_id: 0 shared_id: 2) has unreachable sharing. Try --enable-external-masters.'))
+      .to.match(/^the process runs in a mount namespace of its own .* start the workload with (\S+ )?launch -J net:\/run\/netns\/NAME -- CMD instead/)
     })
 
     it('finds CRIU through the flag, then CRIU_PATH, then PATH, says where it found it, and what to do when it is missing', () => {

@@ -53,7 +53,7 @@ export default class NsExec extends CriuCommand {
     const example = commandLine(this.id ?? 'ns:exec', '-J net:1234 -- ip addr')
     if (this.jsonEnabled()) {
       throw new RefusedError(
-        '--json: ns exec gives the command this terminal\'s stdin, stdout and stderr and exits with the command\'s own status, so there is no JSON of its own to print',
+        `--json: ${commandLine(this.id ?? 'ns:exec')} gives the command this terminal's stdin, stdout and stderr and exits with the command's own status, so there is no JSON of its own to print`,
         `run it without --json (${example}); for the namespaces as JSON: ${commandLine('ns:inspect', 'PID --json')}`,
       )
     }

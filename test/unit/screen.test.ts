@@ -1,0 +1,18 @@
+import {expect} from 'chai'
+
+import {words, wrap} from '../../src/lib/screen.js'
+
+describe('wrapping text for the terminal', () => {
+  it('breaks between words only, and never inside a command in backquotes (it must be copied whole)', () => {
+    const command = '`CRIU_PROVISION_DIR=/opt/criu bash /home/user/.local/share/hostctl/node_modules/oclif-plugin-criu/scripts/provision-criu.sh`'
+    const text = `get CRIU 4.2.1 into a folder of its own with ${command} and pass it with --criu-path`
+    const lines = wrap(text, 80).split('\n')
+    expect(lines).to.include(command)
+    expect(lines.filter(l => l !== command).every(l => l.length <= 80)).to.equal(true)
+    expect(lines.join(' ')).to.equal(text)
+  })
+
+  it('splits at single spaces as before outside backquotes', () => {
+    expect(words('a b  `c d` e')).to.deep.equal(['a', 'b', '', '`c d`', 'e'])
+  })
+})
