@@ -6,7 +6,7 @@ import {dirname, join} from 'node:path'
 
 import {checkpoint, CliResult, mycli} from '../support/checkpoint.js'
 import {
-  BIN, cleanup, criuPath, flat, killPid, nsInode, nsLink, requireRoot, startHolder, tempDir, track, waitFor,
+  BIN, cleanup, criuPath, flat, killPid, nsInode, nsLink, requireRoot, startHolder, tempDir, startSleeper, track, waitFor,
 } from '../support/system.js'
 
 /** One JSON object on stdout, nothing on stderr, the exit code given: the --json contract (README "JSON output"). */
@@ -44,21 +44,6 @@ function asNobody(args: string[]): CliResult {
   return {code: r.status, stderr: r.stderr, stdout: r.stdout}
 }
 
-/** A sleep of our own, in its own session. */
-async function sleeper(): Promise<number> {
-  const child = spawn('setsid', ['sleep', '100000'], {stdio: 'ignore'})
-  const pid = track(child.pid!)
-  child.once('exit', () => {})
-  await waitFor('the sleeper to start', () => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep'
-    } catch {
-      return false
-    }
-  })
-  return pid
-}
-
 /** A CRIU that checks and reports its version as the real one, but hangs in restore after writing its log. */
 function hangingCriu(): string {
   const stub = join(tempDir(), 'criu')
@@ -83,7 +68,7 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
 
   describe('the folder as an argument, as -D', () => {
     it('checkpoint PID DIR and restore DIR: the same as -D DIR; --json says dryRun false, nothing on stderr', async () => {
-      const pid = await sleeper()
+      const pid = await startSleeper()
       const dir = join(tempDir(), 'ckpt')
       const c = json(mycli(['checkpoint', String(pid), dir, '--json']), 0)
       expect(c.dryRun).to.equal(false)
@@ -119,7 +104,7 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
     })
 
     it('checkpoint --dry-run --json: "dryRun": true and no duration (nothing was measured); the process runs on', async () => {
-      const pid = await sleeper()
+      const pid = await startSleeper()
       const out = json(mycli(['checkpoint', String(pid), '-D', join(tempDir(), 'ckpt'), '--dry-run', '--json']), 0)
       expect(out.dryRun).to.equal(true)
       expect(out).not.to.have.property('durationMs')

@@ -1,14 +1,14 @@
 import {expect} from 'chai'
-import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {execFileSync, spawnSync} from 'node:child_process'
 import {
-  existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync,
+  existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync,
 } from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
 import {checkpoint} from '../support/checkpoint.js'
 import {
-  BIN, cleanup, criuPath, flat, killPid, REPO, requireRoot, startHolder, tempDir, track, waitFor,
+  BIN, cleanup, criuPath, flat, killPid, REPO, requireRoot, startHolder, tempDir, startSleeper, track, waitFor,
 } from '../support/system.js'
 
 /**
@@ -61,20 +61,6 @@ function hostRunner(host: HostCli, node: string, home: string, tmp: string): Run
 const standalone: Run = args => {
   const r = spawnSync(process.execPath, [BIN, ...args], {encoding: 'utf8', env: {...process.env, CRIU_PATH: criuPath()}, timeout: 120_000})
   return {code: r.status, stderr: r.stderr, stdout: r.stdout}
-}
-
-/** A `sleep` of our own to checkpoint; CRIU ends it, and Node reaps it. */
-async function sleeper(): Promise<number> {
-  const child = spawn('setsid', ['sleep', '100000'], {stdio: 'ignore'})
-  const pid = track(child.pid!)
-  await waitFor('the sleeper to start', () => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep'
-    } catch {
-      return false
-    }
-  })
-  return pid
 }
 
 /** A command as this host spells it: `ns exec` or `ns:exec`. */
@@ -269,7 +255,7 @@ describe('the plugin in host CLIs', function () {
 
       it('checkpoint and restore succeed with nothing on stderr, and leave nothing in the temp folder', async () => {
         const holder = await startHolder(['net'])
-        const pid = await sleeper()
+        const pid = await startSleeper()
         const images = join(tempDir('images-'), 'ckpt')
         const dumped = run(['checkpoint', String(pid), '-D', images])
         expect(dumped.code, dumped.stderr).to.equal(0)
@@ -299,7 +285,7 @@ describe('the plugin in host CLIs', function () {
         killPid(out.pid)
 
         // The other way round: checkpoint with --json, restore in words; stderr stays empty.
-        const other = await sleeper()
+        const other = await startSleeper()
         const images2 = join(tempDir('images-'), 'ckpt')
         const dumped2 = run(['checkpoint', String(other), '-D', images2, '--json'])
         expect(dumped2.code, dumped2.stderr).to.equal(0)

@@ -71,6 +71,20 @@ export async function waitFor(what: string, check: () => boolean, ms = 5000): Pr
   }
 }
 
+/** A `sleep` of our own in its own session (what CRIU can checkpoint without --shell-job), tracked; its PID once it runs. */
+export async function startSleeper(): Promise<number> {
+  const child = spawn('setsid', ['sleep', '100000'], {stdio: 'ignore'})
+  const pid = track(child.pid!)
+  await waitFor('the sleeper to start', () => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep'
+    } catch {
+      return false
+    }
+  })
+  return pid
+}
+
 /** The first child of a process (for `unshare --fork`, whose child is in the new pid/time ns). */
 export function firstChild(pid: number): number {
   const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()
