@@ -18,7 +18,7 @@
  * `--only=6,7` runs only those figures (`--gate` is `--only=10`).
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -31,7 +31,6 @@ import {namespaceByName} from '../src/lib/namespaces.js'
 import {PinnedNamespace, pinJoins, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
 import {runRestore} from '../src/lib/restore.js'
 import {judgeJoins, observeJoins, readRestoredTree} from '../src/lib/restored-tree.js'
-import {ResumeGate} from '../src/lib/resume-gate.js'
 import {benchHostCost} from './host-cost.js'
 import {killAndReap} from './reap.js'
 
@@ -370,17 +369,20 @@ async function benchJudge(criuPath: string): Promise<void> {
 /** A CRIU log line's timestamp, in ms. */
 const logTime = (line: string) => Number(/^\((\d+\.\d+)\)/.exec(line)?.[1] ?? Number.NaN) * 1000
 
-/** Milliseconds CRIU spent in its action scripts, from its log's timestamps (-v4). */
+/**
+ * Milliseconds CRIU spent in its action stages, from its log's timestamps (-v4): from each
+ * "Running STAGE scripts" line to the first line after what the stage ran (an "RPC" line for a
+ * question to the plugin, a "[path]" line per script). Stages that ran nothing are not counted.
+ */
 function actionStageMs(log: string): {ms: number; stages: number} {
   const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean)
   let ms = 0
   let stages = 0
   for (let i = 0; i < lines.length; i++) {
     if (!/Running \S+ scripts/.test(lines[i])) continue
-    // The stage ends with the first line after the script list ("\t[path]").
     let j = i + 1
-    while (j < lines.length && /^\(\d+\.\d+\)\s+\[/.test(lines[j].replace(/\t/, ' '))) j++
-    if (j === i + 1 || j >= lines.length) continue // no script at this stage, or no line after it (post-resume)
+    while (j < lines.length && /^\(\d+\.\d+\)\s+(\[|RPC$)/.test(lines[j].replace(/\t/, ' '))) j++
+    if (j === i + 1 || j >= lines.length) continue // nothing ran at this stage, or no line after it (post-resume)
     ms += logTime(lines[j]) - logTime(lines[i])
     stages++
   }
@@ -388,51 +390,66 @@ function actionStageMs(log: string): {ms: number; stages: number} {
   return {ms, stages}
 }
 
+/**
+ * The post-restore gate: what a restore costs with every task verified before resume, and
+ * where CRIU's time at its action stages goes: over RPC (the plugin's way: a question on the
+ * socket) against the action-script design it replaced (CRIU forks `sh -c SCRIPT` at each
+ * stage), measured the same way, from CRIU's own log.
+ */
 async function benchResumeGate(criuPath: string): Promise<void> {
   const h = holder()
   const ck = await checkpointOf(criuPath, ['sleep', '100000'], 100)
   const runs = QUICK || process.argv.includes('--gate') ? 9 : 25
   const gated: number[] = []
   const plain: number[] = []
-  const inStages: number[] = []
-  let stages = 0
+  const rpcStages: number[] = []
+  const scriptStages: number[] = []
+  let stages = {rpc: 0, script: 0}
   const base = {criuPath, detached: true, emptyNs: [], imagesDir: ck.dir}
+  // The old design's script: what the gate did at every stage but post-restore (exit at once).
+  const scriptDir = mkdtempSync(join(tmpdir(), 'bench-gate-'))
+  const script = join(scriptDir, 'action')
+  writeFileSync(script, '#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] || exit 0\nexit 0\n', {mode: 0o500})
   for (let i = 0; i < runs; i++) {
-    const work = mkdtempSync(join(tmpdir(), 'bench-work-'))
+    let work = mkdtempSync(join(tmpdir(), 'bench-work-'))
     let t0 = nowMs()
     await runRestore({...base, joinNs: [parseJoinNs(`net:${h}`, '/')], workDir: work})
     gated.push(nowMs() - t0)
     await killAndReap(ck.pid)
-    const stage = actionStageMs(join(work, 'restore.log'))
-    inStages.push(stage.ms)
-    stages = stage.stages
+    const rpc = actionStageMs(join(work, 'restore.log'))
+    rpcStages.push(rpc.ms)
+    stages = {...stages, rpc: rpc.stages}
     rmSync(work, {force: true, recursive: true})
     t0 = nowMs()
     await runRestore({...base, joinNs: []})
     plain.push(nowMs() - t0)
     await killAndReap(ck.pid)
+    work = mkdtempSync(join(tmpdir(), 'bench-work-'))
+    const c = spawnSync(criuPath, ['restore', '-D', ck.dir, '-W', work, '-o', 'restore.log', '-v4', '-d', '-J', `net:/proc/${h}/ns/net`, '--action-script', script])
+    if (c.status !== 0) throw new Error('criu restore --action-script failed')
+    await killAndReap(ck.pid)
+    const sh = actionStageMs(join(work, 'restore.log'))
+    scriptStages.push(sh.ms)
+    stages = {...stages, script: sh.stages}
+    rmSync(work, {force: true, recursive: true})
   }
 
   await killAndReap(h)
   rmSync(ck.dir, {force: true, recursive: true})
-  const [g, p, s] = [median(gated), median(plain), median(inStages)]
+  rmSync(scriptDir, {force: true, recursive: true})
+  const [g, p] = [median(gated), median(plain)]
   report(`gate. post-restore gate, library in this process (median of ${runs} interleaved runs):`)
-  report(`   runRestore -J net:H (gate: every task verified before resume): ${g.toFixed(1)} ms`)
-  report(`   runRestore without -J (no gate):                               ${p.toFixed(1)} ms`)
-  report(`   difference ${(g - p).toFixed(1)} ms, ratio ${(g / p).toFixed(3)}`)
-  report(`   CRIU's time in the ${stages} action stages its log times (pre-restore, post-restore with the verdict, pre-resume): ${s.toFixed(1)} ms`)
+  report(`   runRestore -J net:H (every task verified before resume): ${g.toFixed(1)} ms`)
+  report(`   runRestore without -J (nothing to verify):               ${p.toFixed(1)} ms`)
+  report(`   difference ${(g - p).toFixed(1)} ms, ratio ${(g / p).toFixed(3)} (the join itself included)`)
+  report(`   CRIU's time in its ${stages.rpc} action stages, asking the plugin over RPC (the verdict included): ${median(rpcStages).toFixed(2)} ms`)
+  report(`   the same stages with an action script that exits at once (the design before, bare criu): ${median(scriptStages).toFixed(2)} ms (${stages.script} stages)`)
   await benchGateVerdict()
 }
 
-const runExit = (file: string, args: string[], env: NodeJS.ProcessEnv) => new Promise<null | number>(resolve => {
-  spawn(file, args, {env, stdio: 'ignore'}).once('exit', resolve)
-})
-
 /**
- * The gate's parts without CRIU: the judge (read the tree from /proc, stat every thread's joined
- * namespaces, compare) on a live tree of 3 processes with 2 joined types; and the gate script run
- * as CRIU runs it at post-restore (question, verdict from this process, answer) against a bare
- * `sh -c 'exit 0'`, interleaved.
+ * The gate's verdict without CRIU: the judge (read the tree from /proc, stat every thread's
+ * joined namespaces, compare) on a live tree of 3 processes with 2 joined types.
  */
 async function benchGateVerdict(): Promise<void> {
   const tree = spawn('sh', ['-c', 'sleep 100000 & sleep 100000 & wait'], {stdio: 'ignore'})
@@ -449,24 +466,7 @@ async function benchGateVerdict(): Promise<void> {
     const t0 = nowMs()
     for (let i = 0; i < rounds; i++) judge(tree.pid!)
     const judgeMs = (nowMs() - t0) / rounds
-    const script: number[] = []
-    const bare: number[] = []
-    for (let i = 0; i < 15; i++) {
-      const gate = new ResumeGate(async root => {
-        judge(root)
-      })
-      let t = nowMs()
-      const code = await runExit(gate.scriptPath, [], {CRTOOLS_INIT_PID: String(tree.pid), CRTOOLS_SCRIPT_ACTION: 'post-restore'})
-      script.push(nowMs() - t)
-      await gate.close()
-      if (code !== 0) throw new Error(`the gate script said ${code}`)
-      t = nowMs()
-      await runExit('/bin/sh', ['-c', 'exit 0'], {})
-      bare.push(nowMs() - t)
-    }
-
     report(`   the judge alone (tree of ${size} processes, 2 types; mean of ${rounds}): ${(judgeMs * 1000).toFixed(0)} us`)
-    report(`   the gate script at post-restore, question to answer (median of 15): ${median(script).toFixed(2)} ms; sh -c 'exit 0': ${median(bare).toFixed(2)} ms`)
   } finally {
     for (const p of pins) p.close()
     const kids = readRestoredTree(tree.pid!).processes.slice(1)

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -520,6 +521,95 @@ Napi::Value WaitPid(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------
+// CRIU's RPC socket (criu swrk): a SOCK_SEQPACKET pair, one protobuf message per send and
+// receive, as CRIU's own service expects (libuv has no seqpacket sockets, hence native).
+
+// seqpacketPair() -> [fd, fd], both close-on-exec (a child gets one through its stdio only).
+Napi::Value SeqpacketPair(const Napi::CallbackInfo& info) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw SysError(info.Env(), "socketpair", errno);
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Number::New(info.Env(), sv[0]));
+  out.Set(1u, Napi::Number::New(info.Env(), sv[1]));
+  return out;
+}
+
+// sendMessage(fd, buffer): one message, whole or not at all.
+Napi::Value SendMessage(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> data = info[1].As<Napi::Buffer<uint8_t>>();
+  ssize_t n;
+  do {
+    n = send(fd, data.Data(), data.Length(), MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) throw SysError(info.Env(), "send", errno);
+  if (static_cast<size_t>(n) != data.Length()) throw SysError(info.Env(), "send", EMSGSIZE);
+  return info.Env().Undefined();
+}
+
+// shutdownSocket(fd): both directions; a receive waiting on the thread pool returns at once.
+Napi::Value ShutdownSocket(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (shutdown(fd, SHUT_RDWR) != 0 && errno != ENOTCONN) throw SysError(info.Env(), "shutdown", errno);
+  return info.Env().Undefined();
+}
+
+class RecvWorker : public Napi::AsyncWorker {
+ public:
+  RecvWorker(Napi::Env env, int fd) : Napi::AsyncWorker(env), fd_(fd), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    // The next message's length first (MSG_TRUNC reports it whole), then the message.
+    ssize_t len;
+    do {
+      len = recv(fd_, nullptr, 0, MSG_PEEK | MSG_TRUNC);
+    } while (len < 0 && errno == EINTR);
+    if (len <= 0) {
+      if (len < 0) err_ = errno;
+      return;  // 0: the peer is gone
+    }
+    data_.resize(static_cast<size_t>(len));
+    ssize_t n;
+    do {
+      n = recv(fd_, data_.data(), data_.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) err_ = errno;
+    else data_.resize(static_cast<size_t>(n));
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_ != 0) {
+      deferred_.Reject(SysError(env, "recv", err_).Value());
+      return;
+    }
+    if (data_.empty()) {
+      deferred_.Resolve(env.Null());
+      return;
+    }
+    deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(env, data_.data(), data_.size()));
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  int fd_;
+  int err_ = 0;
+  std::vector<uint8_t> data_;
+  Napi::Promise::Deferred deferred_;
+};
+
+// receiveMessage(fd) -> Promise<Buffer | null>: the next message, or null once the peer has
+// closed its end; waited for on the thread pool.
+Napi::Value ReceiveMessage(const Napi::CallbackInfo& info) {
+  auto* worker = new RecvWorker(info.Env(), info[0].As<Napi::Number>().Int32Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// ---------------------------------------------------------------------------------------
 // Hardware breakpoint probe
 
 #if defined(__x86_64__)
@@ -618,6 +708,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("makeFifo", Napi::Function::New(env, MakeFifo));
   exports.Set("spawnJoined", Napi::Function::New(env, SpawnJoined));
   exports.Set("waitPid", Napi::Function::New(env, WaitPid));
+  exports.Set("seqpacketPair", Napi::Function::New(env, SeqpacketPair));
+  exports.Set("sendMessage", Napi::Function::New(env, SendMessage));
+  exports.Set("receiveMessage", Napi::Function::New(env, ReceiveMessage));
+  exports.Set("shutdownSocket", Napi::Function::New(env, ShutdownSocket));
   exports.Set("probeHwBreakpoints", Napi::Function::New(env, ProbeHwBreakpoints));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("getChildSubreaper", Napi::Function::New(env, GetChildSubreaper));

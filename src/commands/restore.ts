@@ -14,10 +14,13 @@ import {JoinNsSpec} from '../lib/join-ns.js'
 import {progressBar} from '../lib/lazy-pages.js'
 import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
-  dryRunRestore, JoinedNamespace, MANAGE_CGROUPS_MODES, runRestore,
+  dryRunRestore, JoinedNamespace, RestoreResult, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
 import {VerifiedTask} from '../lib/restored-tree.js'
 import {GAP, plainTable, stdoutWidth, wrap} from '../lib/screen.js'
+
+/** How the restored root ended, in words. */
+const ending = (exit: RestoreResult['treeExit']) => (exit?.signal ? `killed by signal ${exit.signal}` : `exit code ${exit?.code}`)
 
 export default class Restore extends CriuCommand {
   static override args = {
@@ -34,7 +37,7 @@ export default class Restore extends CriuCommand {
   static override examples = [
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 -J uts:1234 -J ipc:1234', description: 'Restore into the network, UTS and IPC namespaces of process 1234.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:/run/netns/blue', description: 'Restore into a named network namespace (ip netns add blue).'},
-    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J user:1234:1000:1000 --allow-user-ns', description: 'Join the user namespace of process 1234 and switch to uid/gid 1000 inside it.'},
+    {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J user:1234 --allow-user-ns', description: 'Join the user namespace of process 1234; the restored tasks keep the credentials of the checkpoint.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt --join-container web', description: 'Restore into the network, IPC and UTS namespaces of the running container web (runc, Docker, containerd or crun; a unique start of the ID works).'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt --join-container web:net -J uts:/run/netns/blue', description: 'Only the container\'s network namespace; UTS from elsewhere.'},
     {command: '<%= config.bin %> <%= command.id %> -D ./ckpt -J net:1234 --dry-run', description: 'Check the targets, show what happens to each namespace type and the CRIU command line; run nothing.'},
@@ -75,7 +78,7 @@ export default class Restore extends CriuCommand {
     'join-ns': joinNs({
       description: [
         JOIN_NS_TARGETS_HELP,
-        'Only user takes UID and GID: the credentials CRIU switches to after joining it (CRIU\'s own NS:TARGET,UID,GID form is accepted too).',
+        'Only user takes UID and GID: the credentials CRIU switches to after joining it (CRIU\'s own NS:TARGET,UID,GID form is accepted too). CRIU 4.2.1 switches the UID first and then cannot switch the GID, so a UID other than 0 is refused; the restored tasks take their credentials from the checkpoint anyway.',
         joinableTypesHelp(true),
       ].join('\n\n'),
       summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
@@ -104,7 +107,7 @@ export default class Restore extends CriuCommand {
       allowNo: true,
       char: 'd',
       default: true,
-      description: 'On (the default), CRIU exits once the tree is restored and the tree goes on alone. With --no-restore-detached, CRIU stays its parent: this command prints the PID once the restore is verified, then waits until the tree has ended. CRIU (4.2) exits 0 once the tree ends, whatever the tree\'s own exit status, so that status is not known here.\n\n-d is CRIU\'s own short form (criu restore -d), kept so that CRIU command lines can be pasted; as detached is the default here, it changes nothing.',
+      description: 'On (the default), CRIU exits once the tree is restored and the tree goes on alone. With --no-restore-detached, this command prints the PID once the restore is verified, then waits until the tree\'s root has ended and says how (its exit code, or the signal that ended it; in --json: treeExit).\n\n-d is CRIU\'s own short form (criu restore -d), kept so that CRIU command lines can be pasted; as detached is the default here, it changes nothing.',
       summary: 'Let the restored tree run on its own once restored (the default; -d, as in CRIU, changes nothing).',
     }),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree was a shell job with a terminal (CRIU --shell-job).'}),
@@ -215,7 +218,7 @@ export default class Restore extends CriuCommand {
           : `  lazy pages: restored after ${lazy.restoredMs} ms; the daemon (PID ${lazy.daemon.pid}) is still delivering ${mib} MiB; log: ${lazy.daemon.logFile}. Keep the images until it has exited.`)
       }
     } else {
-      this.log(`The restored tree (PID ${result.pid}) has ended, ${result.durationMs} ms after the restore began (CRIU does not report its exit status)${result.logFile ? `; log: ${result.logFile}` : ''}`)
+      this.log(`The restored tree (PID ${result.pid}) has ended (${ending(result.treeExit)}), ${result.durationMs} ms after the restore began${result.logFile ? `; log: ${result.logFile}` : ''}`)
     }
 
     return {dryRun: false, ...result, ...withContainer(container), ...this.warnings(request)}

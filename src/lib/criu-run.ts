@@ -10,6 +10,7 @@ import type {CriuStats} from './image-reader.js'
 
 import {Exit} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
+import {MessageSocket} from './native.js'
 
 /** Hooks for the shell: progress display and signal handling live with the caller. */
 export interface CriuIO {
@@ -76,9 +77,14 @@ export async function readStats(workDir: string, action: 'dump' | 'restore'): Pr
 /** One CRIU process: started at construction, stopped (SIGKILL) at most once with a reason. */
 export class CriuRun {
   readonly exited: Promise<Exit>
+  /** With options.rpc: this side of CRIU's RPC socket (criu swrk); close() it once CRIU has exited. */
+  readonly rpc: MessageSocket | undefined
   /** CRIU's --status-fd pipe, with options.statusPipe. */
   readonly status: Readable | undefined
   private reason: FailedError | InterruptedError | undefined
+  /** Resolves when stop() is called: for what waits beyond CRIU's own exit. */
+  readonly whenStopped: Promise<void>
+  private stopRequested: () => void = () => {}
   private stderrText = ''
   private readonly child: ChildProcess
   /**
@@ -92,15 +98,33 @@ export class CriuRun {
    * 3 + inheritFds.length), read through `status`. options.detached: a process group of its
    * own (a terminal's Ctrl-C reaches only this process, which decides), and no stderr pipe,
    * so that it can outlive this process (see release()); its log file says what it did.
+   * options.rpc: CRIU's RPC socket as the last fd (plan.argv is then `swrk FD`, FD being
+   * 3 + inheritFds.length), spoken through `rpc`.
    */
   constructor(
     plan: {argv: readonly string[]; criu: string; inheritFds: readonly number[]; logFile?: string; logLimitMib?: number; stallSeconds?: number},
     env: NodeJS.ProcessEnv,
-    options: {detached?: boolean; statusPipe?: boolean} = {},
+    options: {detached?: boolean; rpc?: boolean; statusPipe?: boolean} = {},
   ) {
     this.log = {file: plan.logFile, limitMib: plan.logLimitMib ?? DEFAULT_LOG_LIMIT_MIB, stallSeconds: plan.stallSeconds}
-    const stdio: StdioOptions = ['ignore', 'ignore', options.detached ? 'ignore' : 'pipe', ...plan.inheritFds, ...(options.statusPipe ? ['pipe' as const] : [])]
-    this.child = spawn(plan.criu, plan.argv, {detached: options.detached, env, stdio})
+    this.whenStopped = new Promise<void>(resolve => {
+      this.stopRequested = resolve
+    })
+    this.rpc = options.rpc ? new MessageSocket() : undefined
+    const stdio: StdioOptions = [
+      'ignore',
+      'ignore',
+      options.detached ? 'ignore' : 'pipe',
+      ...plan.inheritFds,
+      ...(options.statusPipe ? ['pipe' as const] : []),
+      ...(this.rpc ? [this.rpc.theirs] : []),
+    ]
+    try {
+      this.child = spawn(plan.criu, plan.argv, {detached: options.detached, env, stdio})
+    } finally {
+      this.rpc?.handedOver()
+    }
+
     this.status = options.statusPipe ? (this.child.stdio[3 + plan.inheritFds.length] as Readable) : undefined
     this.child.stderr?.on('data', (chunk: Buffer) => {
       this.stderrText += chunk.toString()
@@ -137,6 +161,7 @@ export class CriuRun {
 
   stop(reason: FailedError | InterruptedError): void {
     this.reason ??= reason
+    this.stopRequested()
     this.child.kill('SIGKILL') // CRIU ignores SIGTERM while it waits for a task to trap
   }
 }

@@ -45,6 +45,10 @@ interface NativeModule {
   pinPath(path: string): NsDescription & {fd: number}
   pinPid(pid: number, procEntry: string): NsDescription & {fd: number}
   probeHwBreakpoints(boundMs: number): {detail: string; works: boolean | null}
+  receiveMessage(fd: number): Promise<Buffer | null>
+  sendMessage(fd: number, message: Uint8Array): void
+  seqpacketPair(): [number, number]
+  shutdownSocket(fd: number): void
   getChildSubreaper(): boolean
   setChildSubreaper(on: boolean): void
   spawnJoined(request: SpawnRequest): number
@@ -459,4 +463,48 @@ export function isChildSubreaper(): boolean {
 /** Make orphaned descendants (a killed CRIU's tasks) children of this process instead of PID 1. */
 export function setChildSubreaper(on: boolean): void {
   native().setChildSubreaper(on)
+}
+
+/**
+ * A SOCK_SEQPACKET socket pair (CRIU's RPC socket), one message per send and receive. `theirs`
+ * is for the child's stdio; close it here once the child has it, so that `receive()` ends
+ * (null) when the child is gone.
+ */
+export class MessageSocket {
+  private closed = false
+  private pending: Promise<unknown> | undefined
+  readonly theirs: number
+  private readonly ours: number
+
+  constructor() {
+    [this.ours, this.theirs] = native().seqpacketPair()
+    finalizer.register(this, this.ours, this)
+  }
+
+  /** The child has its copy: drop ours. */
+  handedOver(): void {
+    native().closeFd(this.theirs)
+  }
+
+  /** The next message, or null once the other end is closed (or close() was called). */
+  receive(): Promise<Buffer | null> {
+    if (this.closed) return Promise.resolve(null)
+    const next = native().receiveMessage(this.ours)
+    this.pending = next.catch(() => {})
+    return next
+  }
+
+  send(message: Uint8Array): void {
+    native().sendMessage(this.ours, Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+  }
+
+  /** Wake a pending receive (it gets null), then close. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    finalizer.unregister(this)
+    native().shutdownSocket(this.ours)
+    await this.pending
+    native().closeFd(this.ours)
+  }
 }

@@ -1,16 +1,18 @@
 /**
  * Restore a CRIU checkpoint into existing namespaces. Usable without oclif:
- *   planRestore()  pure: the exact CRIU command line for a request and its pinned targets;
- *   runRestore()   effects: check, pin, run CRIU, verify every task at CRIU's post-restore
- *                  stage (before it resumes them), verify the root again, clean up.
+ *   planRestore()     pure: the CRIU command line for a request (what --dry-run shows);
+ *   planRpcRestore()  pure: the same request as CRIU's RPC gets it (what the real run sends);
+ *   runRestore()      effects: check, pin, run CRIU (`criu swrk`), verify every task at CRIU's
+ *                     post-restore stage (before it resumes them), verify the root again, clean up.
  */
-import {existsSync, readFileSync, statSync} from 'node:fs'
-import {join, resolve} from 'node:path'
+import {closeSync, existsSync, openSync, readFileSync, rmSync, statSync, symlinkSync} from 'node:fs'
+import {dirname, join, resolve} from 'node:path'
 
 import type {CriuStats} from './image-reader.js'
 
 import {criuCapabilities, hasAdminCapability} from './capabilities.js'
 import {findProblems} from './checks.js'
+import {encodeRestoreRequest, restoreOverRpc, RpcRestoreOptions} from './criu-rpc.js'
 import {
   CriuIO, criuLimits, CriuRun, formatCommand, readStats, shellQuote, supervise,
 } from './criu-run.js'
@@ -37,9 +39,8 @@ import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChil
 import {CheckpointNamespaces, conflictHint, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
 import {descendsFromThisProcess, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
-import {ResumeGate} from './resume-gate.js'
-import {checkCriuOutputs} from './trust.js'
-import {keepWorkDirFor, makeWorkDir, noteLogFile, removeWorkDir, shownWorkDir} from './work-dir.js'
+import {checkCriuOutputs, writeFileNoFollow} from './trust.js'
+import {keepWorkDirFor, makeWorkDir, noteLogFile, removeWorkDir, shownWorkDir, WorkDir} from './work-dir.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -122,12 +123,10 @@ export function criuJoinArg(spec: JoinNsSpec, path: string): string {
   return text
 }
 
-/** The exact CRIU command line. Pure. */
+/** The CRIU command line, for a person to run (--dry-run). Pure. */
 export function planRestore(
   request: RestoreRequest,
   facts: {
-    /** CRIU's --action-script: the post-restore gate (see resume-gate.ts). */
-    actionScript?: string
     criu: string
     env?: Record<string, string>
     /** The checkpoint left its net namespace out under this key: a net join becomes --inherit-fd. */
@@ -149,7 +148,6 @@ export function planRestore(
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
   if (request.lazyPages) argv.push('--lazy-pages')
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
-  if (facts.actionScript !== undefined) argv.push('--action-script', facts.actionScript)
   const inheritFds: number[] = []
   for (const join of facts.joins) {
     if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
@@ -161,6 +159,87 @@ export function planRestore(
   }
 
   return {argv, criu: facts.criu, env: facts.env ?? {}, inheritFds, joins: facts.joins, logFile, pidfile, workDir}
+}
+
+/**
+ * CRIU's RPC takes the log file as a name in the work folder only: a --log-file elsewhere is
+ * reached through this link in the work folder, made before CRIU starts and removed after.
+ */
+export const LOG_LINK = '.restore-log'
+
+export interface RpcRestorePlan {
+  /** `swrk FD`: the RPC socket comes after the inherited fds. */
+  readonly argv: string[]
+  readonly criu: string
+  /** fds CRIU inherits as 3, 4, ... (inherit_fd). */
+  readonly inheritFds: number[]
+  /** Where CRIU's log ends up. */
+  readonly logFile: string
+  /** With a --log-file outside the work folder: the link's name in the work folder (LOG_LINK). */
+  readonly logLink?: string
+  readonly options: RpcRestoreOptions
+  /** The user's --pidfile, written by this process from CRIU's answer. */
+  readonly pidfile?: string
+  readonly workDir: string
+}
+
+/**
+ * The request as CRIU's RPC gets it: the same options as planRestore's command line, with the
+ * folders as this process's fds, and every action stage a question on the RPC socket. Pure.
+ */
+export function planRpcRestore(
+  request: RestoreRequest,
+  facts: {
+    criu: string
+    externalNetKey?: string
+    /** This process's fds of the images and work folders. */
+    imagesDirFd: number
+    joins: readonly PlannedJoin[]
+    workDir: string
+    workDirFd: number
+  },
+): RpcRestorePlan {
+  const {workDir} = facts
+  const logFile = request.logFile ? resolve(request.logFile) : join(workDir, 'restore.log')
+  const inWorkDir = dirname(logFile) === workDir
+  const inheritFds: number[] = []
+  const inherited: {fd: number; key: string}[] = []
+  const joins: RpcRestoreOptions['joins'][number][] = []
+  for (const join of facts.joins) {
+    if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
+      inheritFds.push(join.fd)
+      inherited.push({fd: 2 + inheritFds.length, key: facts.externalNetKey})
+    } else {
+      const ids = join.spec.uid === undefined ? [] : [join.spec.uid, ...(join.spec.gid === undefined ? [] : [join.spec.gid])]
+      joins.push({file: join.criuPath, ns: join.spec.ns.name, ...(ids.length > 0 ? {extra: ids.join(',')} : {})})
+    }
+  }
+
+  const options: RpcRestoreOptions = {
+    emptyNs: request.emptyNs.reduce((bits, ns) => bits | ns.flag, 0),
+    extUnixSk: Boolean(request.extUnixSk),
+    fileLocks: Boolean(request.fileLocks),
+    imagesDirFd: facts.imagesDirFd,
+    inheritFds: inherited,
+    joins,
+    lazyPages: Boolean(request.lazyPages),
+    logFile: inWorkDir ? logFile.slice(workDir.length + 1) : LOG_LINK,
+    logLevel: request.verbosity ?? 4,
+    manageCgroups: request.manageCgroups,
+    shellJob: Boolean(request.shellJob),
+    tcpEstablished: Boolean(request.tcpEstablished),
+    workDirFd: facts.workDirFd,
+  }
+  return {
+    argv: ['swrk', String(3 + inheritFds.length)],
+    criu: facts.criu,
+    inheritFds,
+    logFile,
+    ...(inWorkDir ? {} : {logLink: LOG_LINK}),
+    options,
+    ...(request.pidfile ? {pidfile: resolve(request.pidfile)} : {}),
+    workDir,
+  }
 }
 
 /** Hooks for the shell: progress display and signal handling live with the caller. */
@@ -189,6 +268,8 @@ export interface RestoreResult {
   pid: number
   /** Every process of the tree, verified at CRIU's post-restore stage, before it was resumed. */
   tasks: VerifiedTask[]
+  /** With --no-restore-detached: how the restored root ended (its exit code, or the signal that ended it). */
+  treeExit?: {code: null | number; signal: null | number}
   /** The user's --work-dir; absent when a temporary one was used (and removed). */
   workDir?: string
 }
@@ -204,15 +285,6 @@ export interface DryRunResult {
   note: string
   /** workDir: the user's --work-dir; absent when the run would make a temporary one. */
   plan: {namespaces: NamespacePlanRow[]; workDir?: string}
-}
-
-function readPid(pidfile: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(pidfile, 'utf8').trim())
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined
-  } catch {
-    return undefined
-  }
 }
 
 function killProcess(pid: number): void {
@@ -238,7 +310,7 @@ export function verifyJoins(pid: number, pins: readonly PinnedNamespace[]): Join
 }
 
 /** What CRIU and the plugin write into the work dir during a restore, besides --log-file and --pidfile. */
-const RESTORE_WORK_FILES = ['restore.log', 'restore.pid', 'stats-restore'] as const
+const RESTORE_WORK_FILES = ['restore.log', LOG_LINK, 'stats-restore'] as const
 
 const NO_OWN_NAMESPACES: CheckpointNamespaces = {netDevices: [], own: []}
 
@@ -334,6 +406,23 @@ export function userJoinRefusal(joins: readonly UserJoinFacts[], specs: readonly
 }
 
 /**
+ * `-J user:PID:UID:GID` with a UID other than 0 cannot work with CRIU 4.2.1's restore: in the
+ * joined user namespace it calls setuid(UID) before setgid(GID) (criu/namespaces.c,
+ * switch_user_join_ns), so with any UID but 0 it has already dropped the capability it needs
+ * for setgid, which fails with EPERM, and the restore with it. (Through CRIU's command line the
+ * IDs were read from freed memory, i.e. not reliably applied at all.) The restored tasks take
+ * their credentials from the checkpoint either way. Refused before anything starts. Pure.
+ */
+export function userIdsRefusal(specs: readonly JoinNsSpec[]): RefusedError | undefined {
+  const bad = specs.find(s => s.ns.name === 'user' && s.uid !== undefined && s.uid !== 0)
+  if (!bad) return undefined
+  return new RefusedError(
+    `--join-ns ${quote(formatJoinNs(bad))}: CRIU restores with UID ${bad.uid} impossible: in the joined user namespace it switches to the UID before the GID, and as any UID but 0 it may no longer switch GID (setgid fails with EPERM), so the restore would fail; the restored tasks take their credentials from the checkpoint anyway`,
+    `leave out :UID:GID (-J user:${bad.target.kind === 'pid' ? bad.target.pid : bad.target.path}), or give :0:GID; \`ns exec\` and \`launch\` do take any UID and GID`,
+  )
+}
+
+/**
  * The maps of a pinned user namespace, read through the process the user named (`user:PID`
  * or `user:/proc/PID/ns/user`), if that process is still in the pinned namespace. Effects.
  */
@@ -377,6 +466,9 @@ async function prepare(request: RestoreRequest) {
   const pins = pinJoins(request.joinNs)
   try {
     const users = pins.map((pin, i) => (pin.ns.name === 'user' ? {maps: userMapsOf(request.joinNs[i], pin), ns: pin.ns, ownerUid: pin.ownerUid} : pin))
+    // After pinning: a target that is not a user namespace is the first thing to say.
+    const ids = userIdsRefusal(request.joinNs)
+    if (ids) throw ids
     const refusal = userJoinRefusal(users, request.joinNs)
     if (refusal) throw new RefusedError(refusal, 'join a user namespace whose uid_map and gid_map root wrote to map the host\'s root (e.g. "0 0 65536"), or restore without -J user')
     const found = findCriu(request.criuPath)
@@ -409,7 +501,7 @@ export function targetPath(spec: JoinNsSpec): string {
  * own descriptors of the pinned targets and gates the resume on checks run by this process;
  * neither exists once the dry run has exited.
  */
-export const SHOWN_COMMAND_NOTE = 'Run as root. The real run opens and type-checks each -J target first and gives CRIU its own descriptor of it, so that a target that exits, or a PID reused in between, cannot redirect the join; and it checks every restored task before CRIU resumes it (--action-script). The command above does neither.'
+export const SHOWN_COMMAND_NOTE = 'Run as root. The real run opens and type-checks each -J target first and gives CRIU its own descriptor of it, so that a target that exits, or a PID reused in between, cannot redirect the join; and it checks every restored task before CRIU resumes it (at CRIU\'s post-restore stage). The command above does neither.'
 
 /**
  * The commands a person can run to do what restore would do: the -J targets as given (a PID as
@@ -468,39 +560,6 @@ const sleep = (ms: number) =>
   new Promise(r => {
     setTimeout(r, ms)
   })
-
-/**
- * With --no-restore-detached CRIU stays the tree's parent until the tree exits. The PID is
- * read from the pidfile as soon as CRIU writes it, verified, and then the tree is waited for.
- */
-async function attachedRestore(
-  run: CriuRun,
-  plan: RestorePlan,
-  {check, ran}: {check: TreeCheck; ran: string},
-  /** Verifies and reports the restored tree; returns the root's verified namespaces. */
-  restored: (pid: number) => JoinedNamespace[],
-): Promise<{namespaces: JoinedNamespace[]; pid: number}> {
-  const state: {exit?: Exit} = {}
-  run.exited.then(
-    e => {
-      state.exit = e
-    },
-    () => {},
-  )
-  let pid: number | undefined
-  while (state.exit === undefined && (pid = readPid(plan.pidfile)) === undefined) await sleep(20)
-  if (pid !== undefined && !run.stopped) run.settled() // CRIU now waits for the tree, silently: the stall limit no longer applies
-  const namespaces = pid === undefined || run.stopped ? undefined : restored(pid)
-  const exit = await run.exited
-  if (run.stopped) throw run.stopped
-  check.afterCriu(exit)
-  if (pid === undefined || namespaces === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
-  if (exit.code !== 0) {
-    throw new FailedError(`CRIU, waiting for the restored tree (PID ${pid}), ended with ${exit.signal ?? `exit code ${exit.code}`}`, undefined, plan.logFile)
-  }
-
-  return {namespaces, pid}
-}
 
 let subreaperHolds = 0
 let subreaperBefore = false
@@ -562,32 +621,55 @@ function gated(pins: readonly PinnedNamespace[], checks: readonly BeforeResumeCh
 
 /**
  * The checks at CRIU's post-restore stage: every task's joined namespaces, then the request's
- * own checks, concurrently. No gate when there is nothing to check.
+ * own checks, concurrently. CRIU asks at each of its action stages (over its RPC socket); only
+ * post-restore has anything to check, and there a refusal makes CRIU kill the tree.
  */
 class TreeCheck {
-  readonly gate?: ResumeGate
+  /** The root PID CRIU named at post-restore, once it asked. */
+  askedFor?: number
+  /** Why the tree was not resumed, once a check said no. */
+  refusal?: Error
   /** Filled in at the post-restore stage, once every task passed. */
   tasks: VerifiedTask[] = []
+  private readonly judge?: (root: number) => Promise<void>
 
   constructor(request: RestoreRequest, pins: readonly PinnedNamespace[], private readonly criuVersion: string, own: readonly BeforeResumeCheck[] = []) {
     const checks = [...(request.beforeResume ?? []), ...own]
     if (!gated(pins, checks)) return
-    this.gate = new ResumeGate(async root => {
+    this.judge = async root => {
       const tree = readRestoredTree(root)
       this.tasks = judgeJoins(tree, observeJoins(tree, pins.map(p => p.ns)), pins)
       await Promise.all(checks.map(check => check(tree)))
-    })
+    }
+  }
+
+  /** The answer to one of CRIU's action stages: false stops the restore there. */
+  async atStage(stage: string, root: number | undefined): Promise<boolean> {
+    if (stage !== 'post-restore' || !this.judge || this.askedFor !== undefined) return true
+    this.askedFor = root ?? 0
+    if (!(root !== undefined && Number.isInteger(root) && root > 0)) {
+      this.refusal = new Error(`CRIU's post-restore stage named no root PID (${root})`)
+      return false
+    }
+
+    try {
+      await this.judge(root)
+      return true
+    } catch (error) {
+      this.refusal = error as Error
+      return false
+    }
   }
 
   /**
-   * After CRIU has exited: why the gate stopped the tree, as the error the user sees; and a
-   * CRIU that exited 0 without asking verified nothing, which is a failure too.
+   * After CRIU has exited: why a check stopped the tree, as the error the user sees; and a CRIU
+   * that restored without asking at post-restore verified nothing, which is a failure too.
    */
-  afterCriu(exit: Exit): void {
-    const error = this.gate?.refusal
+  afterCriu(restored: boolean): void {
+    const error = this.refusal
     if (error instanceof FailedError || error instanceof InterruptedError) throw error
     if (error) throw new FailedError(`a check before the restored tree was resumed failed: ${error.message}`)
-    if (this.gate && this.gate.askedFor === undefined && exit.code === 0) {
+    if (this.judge && this.askedFor === undefined && restored) {
       throw new FailedError(`CRIU ${this.criuVersion} ended without running its post-restore stage, so the restored tree could not be verified before it ran; it was ended`)
     }
   }
@@ -601,9 +683,105 @@ function pagesChecks(dir: string, integrity: {manifest?: unknown; pagesPending: 
   return integrity.manifest && integrity.pagesPending ? [() => pagesVerdict(dir, current())] : []
 }
 
+/** Open a folder for CRIU's RPC, which takes folders as this process's fds. */
+const openFolder = (path: string) => openSync(path, 'r')
+
 /**
- * Restore as the request says. While CRIU runs this process is a child subreaper (see
- * endHalfRestored); a failure at any point leaves no restored or half-restored task behind.
+ * With --no-restore-detached: the restored root is this process's child once CRIU has exited
+ * (this process is the subreaper); wait for it, or for a stop (signal, --timeout).
+ */
+async function waitForTree(run: CriuRun, pid: number): Promise<{code: null | number; signal: null | number}> {
+  run.settled() // the tree may run for long, and CRIU's log no longer grows: the stall limit is off
+  const ended = waitPid(pid)
+  ended.catch(() => {}) // a stop reaps the tree elsewhere (endHalfRestored)
+  const outcome = await Promise.race([ended, run.whenStopped])
+  if (run.stopped || outcome === undefined) throw run.stopped ?? new FailedError('restore stopped')
+  return outcome
+}
+
+/**
+ * A --log-file outside the work folder, reached through a link in it (CRIU's RPC takes a name
+ * in the work folder only); returns the link's path, to remove once CRIU is done.
+ */
+function linkLogFile(plan: RpcRestorePlan): string | undefined {
+  if (!plan.logLink) return undefined
+  const link = join(plan.workDir, plan.logLink)
+  rmSync(link, {force: true})
+  symlinkSync(plan.logFile, link)
+  return link
+}
+
+/**
+ * The restore over CRIU's RPC, to its end: every action stage answered by `check`, then CRIU's
+ * answer and exit. A stop (signal, --timeout, log limit) ends the wait, also while a check is
+ * still running; the restored root's PID only when CRIU said the restore succeeded.
+ */
+async function converse(run: CriuRun, plan: RpcRestorePlan, check: TreeCheck): Promise<{exit: Exit; pid?: number}> {
+  const conversation = restoreOverRpc(run.rpc!, encodeRestoreRequest(plan.options), (stage, root) => check.atStage(stage, root))
+  conversation.catch(() => {}) // once CRIU was stopped, what the conversation does next is moot
+  const stopped = {ended: true as const}
+  const answer = await Promise.race([conversation, run.whenStopped.then(() => stopped)]).catch((error: Error) => {
+    if (run.stopped) return stopped
+    throw error
+  })
+  const exit = await run.exited
+  const pid = answer.ended || !answer.response.success ? undefined : answer.response.restoredPid
+  return {exit, pid: pid !== undefined && pid > 0 ? pid : undefined}
+}
+
+/**
+ * The result once the tree runs: CRIU's statistics read from the work folder (with --json),
+ * then the folder removed, unless a lazy-pages daemon still delivering (--no-wait-pages) has
+ * its socket and log there.
+ */
+async function restoreResult(
+  request: RestoreRequest,
+  done: {logFile: string; namespaces: JoinedNamespace[]; pid: number; started: number; tasks: VerifiedTask[]; version: string; work: WorkDir},
+  extra: Pick<RestoreResult, 'lazyPages' | 'treeExit'>,
+): Promise<RestoreResult> {
+  const {work} = done
+  const criuStats = request.stats ? await readStats(work.path, 'restore') : undefined
+  const daemonRuns = extra.lazyPages !== undefined && !extra.lazyPages.waited
+  if (!daemonRuns) removeWorkDir(work)
+  const removed = work.temporary && !daemonRuns
+  return {
+    criuStats,
+    criuVersion: done.version,
+    durationMs: Date.now() - done.started,
+    lazyPages: extra.lazyPages && removed ? {...extra.lazyPages, daemon: {pid: extra.lazyPages.daemon.pid}} : extra.lazyPages,
+    logFile: existsSync(done.logFile) ? done.logFile : undefined,
+    namespaces: done.namespaces,
+    pid: done.pid,
+    tasks: done.tasks,
+    ...(extra.treeExit ? {treeExit: extra.treeExit} : {}),
+    workDir: work.temporary ? undefined : work.path,
+  }
+}
+
+/**
+ * After a failure at any point: the lazy-pages daemon and CRIU stopped, every task of the
+ * checkpoint that is now this process's descendant ended and reaped, the work folder kept when
+ * it holds CRIU's log, and the error told where that log is.
+ */
+async function undoRestore(error: unknown, state: {imagesDir: string; lazy?: LazyPages; logFile: string; run?: CriuRun; work: WorkDir}): Promise<void> {
+  const {run} = state
+  await shutdownLazyPages(state.lazy, error)
+  if (run) {
+    run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
+    await run.exited.catch(() => {})
+    await endHalfRestored(await pidsToRestore(state.imagesDir))
+  }
+
+  keepWorkDirFor(error, state.work, state.logFile)
+  if (run) noteLogFile(error, state.logFile)
+}
+
+const stopProgress = (io: RestoreIO, pid: number | undefined) => io.progress?.('stop', pid === undefined ? 'failed' : 'done')
+
+/**
+ * Restore as the request says, over CRIU's RPC (`criu swrk`). While CRIU runs this process is
+ * a child subreaper (see endHalfRestored); a failure at any point leaves no restored or
+ * half-restored task behind.
  */
 export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): Promise<RestoreResult> {
   const started = Date.now()
@@ -615,82 +793,61 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
   const work = makeWorkDir('restore', request.workDir)
   const workDir = work.path
   let logFile = join(workDir, 'restore.log')
+  let logLink: string | undefined
   let lazy: LazyPages | undefined
+  const folders: number[] = []
   try {
     check = new TreeCheck(request, pins, version.text, pagesChecks(request.imagesDir, integrity, () => pagesCheck))
-    const plan = planRestore(request, {
-      actionScript: check.gate?.scriptPath,
+    folders.push(openFolder(request.imagesDir), openFolder(workDir))
+    const plan = planRpcRestore(request, {
       criu,
       externalNetKey: images.externalNetKey,
+      imagesDirFd: folders[0],
       joins: plannedJoins(pins, request.joinNs),
       workDir,
+      workDirFd: folders[1],
     })
     logFile = plan.logFile
+    logLink = linkLogFile(plan)
 
     const env = criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints))
     holdSubreaper()
     io.progress?.('start', `Restoring ${request.imagesDir} with CRIU ${version.text}`)
     pagesCheck = startPages(request.imagesDir, integrity)
     lazy = await startLazyPages(request, {criu, env, workDir}, io)
-    run = new CriuRun({...plan, ...criuLimits(request)}, env)
+    run = new CriuRun({...plan, ...criuLimits(request)}, env, {rpc: true})
     release = supervise(run, request.timeout, io)
-
-    const result = async (namespaces: JoinedNamespace[], pid: number, lazyPages?: LazyPagesResult): Promise<RestoreResult> => {
-      // CRIU's stats-restore is in the work folder: read before the folder goes.
-      const criuStats = request.stats ? await readStats(workDir, 'restore') : undefined
-      // A lazy-pages daemon still delivering (--no-wait-pages) has its socket and log in the folder: it stays.
-      const daemonRuns = lazyPages !== undefined && !lazyPages.waited
-      if (!daemonRuns) removeWorkDir(work)
-      const removed = work.temporary && !daemonRuns
-      return {
-        criuStats,
-        criuVersion: version.text,
-        durationMs: Date.now() - started,
-        lazyPages: lazyPages && removed ? {...lazyPages, daemon: {pid: lazyPages.daemon.pid}} : lazyPages,
-        logFile: existsSync(plan.logFile) ? plan.logFile : undefined,
-        namespaces,
-        pid,
-        tasks: check!.tasks,
-        workDir: work.temporary ? undefined : workDir,
-      }
-    }
-
-    if (!request.detached) {
-      const attached = await attachedRestore(run, plan, {check, ran}, pid => {
-        const namespaces = verifyJoins(pid, pins)
-        io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
-        io.restored?.(pid, namespaces, check!.tasks)
-        for (const p of pins) p.close()
-        return namespaces
-      })
-      return await result(attached.namespaces, attached.pid)
-    }
-
-    const exit = await run.exited
-    io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
-    const pid = readPid(plan.pidfile)
+    const {exit, pid} = await converse(run, plan, check)
+    // An attached restore's spinner stops below, with what it waits for.
+    if (pid === undefined || request.detached) stopProgress(io, pid)
     if (run.stopped) throw run.stopped
-    check.afterCriu(exit)
-    // Damage explains a failed CRIU better than its log does.
-    if (exit.code !== 0) await pagesVerdict(request.imagesDir, pagesCheck)
-    if (exit.code !== 0 || pid === undefined) throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
-    const namespaces = verifyJoins(pid, pins)
-    return await result(namespaces, pid, await settleLazyPages(lazy, request, started, io))
-  } catch (error) {
-    await shutdownLazyPages(lazy, error)
-    if (run) {
-      run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
-      await run.exited.catch(() => {})
-      await endHalfRestored(await pidsToRestore(request.imagesDir))
+    check.afterCriu(pid !== undefined)
+    if (pid === undefined) {
+      // Damage explains a failed CRIU better than its log does.
+      await pagesVerdict(request.imagesDir, pagesCheck)
+      throw criuFailure('restore', plan.logFile, exit, {ran, stderr: run.stderr})
     }
 
-    keepWorkDirFor(error, work, logFile)
-    if (run) noteLogFile(error, logFile)
+    if (plan.pidfile) writeFileNoFollow(plan.pidfile, `${pid}\n`, 0o644)
+    const namespaces = verifyJoins(pid, pins)
+    const done = {logFile: plan.logFile, namespaces, pid, started, tasks: check.tasks, version: version.text, work}
+    if (!request.detached) {
+      io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
+      io.restored?.(pid, namespaces, check.tasks)
+      for (const p of pins) p.close()
+      return await restoreResult(request, {...done, tasks: check.tasks}, {treeExit: await waitForTree(run, pid)})
+    }
+
+    return await restoreResult(request, done, {lazyPages: await settleLazyPages(lazy, request, started, io)})
+  } catch (error) {
+    await undoRestore(error, {imagesDir: request.imagesDir, lazy, logFile, run, work})
     throw error
   } finally {
     pagesCheck.cancel()
     release?.()
-    await check?.gate?.close()
+    await run?.rpc?.close()
+    for (const fd of folders) closeSync(fd)
+    if (logLink) rmSync(logLink, {force: true})
     if (run) releaseSubreaper()
     for (const p of pins) p.close()
   }

@@ -16,7 +16,7 @@ import {CriuPluginError} from './errors.js'
 export const TEMP_PREFIX = 'oclif-plugin-criu-'
 
 /** What a temporary folder is for: CRIU's work folder of a run, or the post-restore gate's. */
-export type WorkKind = 'checkpoint' | 'gate' | 'restore'
+export type WorkKind = 'checkpoint' | 'restore'
 
 export interface WorkDir {
   readonly path: string

@@ -44,13 +44,17 @@ function asNobody(args: string[]): CliResult {
   return {code: r.status, stderr: r.stderr, stdout: r.stdout}
 }
 
-/** A CRIU that checks and reports its version as the real one, but hangs in restore after writing its log. */
+/**
+ * A CRIU that checks and reports its version as the real one, but hangs in restore (which the
+ * plugin runs as `criu swrk FD`) after writing its log into the work folder the plugin holds open.
+ */
 function hangingCriu(): string {
   const stub = join(tempDir(), 'criu')
   writeFileSync(stub, `#!/bin/sh
-if [ "$1" = restore ]; then
-  prev=
-  for a in "$@"; do [ "$prev" = --log-file ] && echo "pretending to restore" > "$a"; prev=$a; done
+if [ "$1" = swrk ]; then
+  for f in /proc/$PPID/fd/*; do
+    case "$(readlink "$f")" in */oclif-plugin-criu-restore-*) echo "pretending to restore" > "$(readlink "$f")/restore.log";; esac
+  done
   exec sleep 100000
 fi
 exec ${criuPath()} "$@"

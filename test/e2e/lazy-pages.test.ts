@@ -118,7 +118,8 @@ async function holdDaemon(cli: ChildProcess, treePid: number): Promise<number> {
   await waitFor('the lazy-pages daemon and the restore', () => {
     const kids = childrenOf(cli.pid!)
     daemon = kids.find(k => cmdline(k).includes('\u0000lazy-pages\u0000'))
-    restore = kids.find(k => cmdline(k).includes('\u0000restore\u0000'))
+    // The restore is CRIU's RPC worker (`criu swrk FD`, retitled "restore --rpc" once it serves).
+    restore = kids.find(k => k !== daemon && /\bswrk\b|restore --rpc/.test(cmdline(k)))
     return daemon !== undefined && restore !== undefined
   }, 60_000)
   track(daemon!)

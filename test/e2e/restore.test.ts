@@ -82,17 +82,28 @@ describe('restore (real CRIU, real namespaces)', function () {
     expect(nsInode(pid, 'net')).not.to.equal(nsInode('self', 'net'))
   })
 
-  it('joins a user namespace as uid/gid 1000 (-J user:PID:1000:1000)', async () => {
+  it('joins a user namespace with -J user:PID:0:0; the restored task keeps the checkpoint\'s credentials', async () => {
     const ckpt = await checkpoint()
     const holder = await startHolder(['user'])
-    const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}:1000:1000`, '--allow-user-ns'])
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}:0:0`, '--allow-user-ns'])
     expect(r.code, r.stderr).to.equal(0)
     expect(r.stderr, 'no warning with --allow-user-ns').not.to.include('dangerous')
     const pid = restoredPid(r.stdout)
     expectNamespaces(pid, {user: holder.pid})
-    // CRIU switches to the given IDs to restore, then the task gets its credentials from the images.
     const status = readFileSync(`/proc/${pid}/status`, 'utf8')
     expect(status).to.match(/^Uid:\s+0\s/m)
+  })
+
+  it('-J user:PID:1000:1000 is refused before CRIU starts: CRIU 4.2.1 would switch UID before GID and fail', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['user'])
+    const work = tempDir()
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}:1000:1000`, '--allow-user-ns', '-W', work])
+    expect(r.code, r.stderr).to.equal(2)
+    expect(flat(r.stderr)).to.include(`Error: --join-ns "user:${holder.pid}:1000:1000": CRIU restores with UID 1000 impossible`)
+    expect(flat(r.stderr)).to.include(`Hint: leave out :UID:GID (-J user:${holder.pid})`)
+    expect(readdirSync(work), 'nothing written').to.deep.equal([])
+    expect(alive(ckpt.pid), 'the checkpointed process is not restored').to.equal(false)
   })
 
   it('warns about joining a user namespace without --allow-user-ns, and still restores', async () => {

@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
-import {chmodSync, existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {basename, join} from 'node:path'
 
 import {FailedError, InterruptedError} from '../../src/lib/errors.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
@@ -11,7 +11,7 @@ import {RestoreRequest, runRestore} from '../../src/lib/restore.js'
 import {RestoredTree} from '../../src/lib/restored-tree.js'
 import {mycli} from '../support/checkpoint.js'
 import {
-  alive, cleanup, criuPath, flat, nsInode, requireRoot, startHolder, tempDir, track, waitFor,
+  alive, cleanup, criuPath, flat, keptWorkDir, nsInode, REPO, requireRoot, startHolder, tempDir, track, waitFor,
 } from '../support/system.js'
 
 /**
@@ -85,37 +85,21 @@ async function checkpointTicking(shape: 'single' | 'tree'): Promise<TreeCheckpoi
 }
 
 /**
- * A stand-in CRIU that joins another namespace than the one it is given: it rewrites
- * `--join-ns TYPE:...` to the decoy's namespace for each type in `swap`, then runs the real
- * CRIU. That is what a CRIU bug or a race in between would do.
+ * A stand-in CRIU that joins another namespace than the one it is given: it rewrites the
+ * restore request's join_ns entries to the decoy's namespace for each type in `swap`, then
+ * runs the real CRIU (test/fixtures/swapping-criu.py). That is what a CRIU bug or a race in
+ * between would do. The environment for mycli: CRIU_PATH is the stand-in.
  */
-function swappingCriu(swap: Record<string, number>): string {
-  const path = join(tempDir('criu-swap-'), 'criu')
-  const table = JSON.stringify(Object.fromEntries(Object.entries(swap).map(([type, pid]) => [type, `/proc/${pid}/ns/${type}`])))
-  writeFileSync(path, `#!/usr/bin/python3
-import os, sys
-swap = ${table}
-args = sys.argv[1:]
-for i in range(1, len(args)):
-    kind = args[i].split(":", 1)[0]
-    if args[i - 1] == "--join-ns" and kind in swap:
-        args[i] = kind + ":" + swap[kind]
-os.execv(${JSON.stringify(criuPath())}, [${JSON.stringify(criuPath())}] + args)
-`)
-  chmodSync(path, 0o755)
-  return path
-}
+const swappingCriu = (swap: Record<string, number>): NodeJS.ProcessEnv => ({
+  CRIU_PATH: join(REPO, 'test', 'fixtures', 'swapping-criu.py'),
+  REAL_CRIU: criuPath(),
+  SWAP_JOINS: JSON.stringify(Object.fromEntries(Object.entries(swap).map(([type, pid]) => [type, `/proc/${pid}/ns/${type}`]))),
+})
 
-/** The gate folder CRIU was given, from its log (-v4 names every action script it runs). */
-function gateScript(logFile: string): string {
-  const m = /\[(\/\S+\/oclif-plugin-criu-gate-\w+\/post-restore)\]/.exec(readFileSync(logFile, 'utf8'))
-  expect(m, 'CRIU ran the gate script').not.to.equal(null)
-  return m![1]
-}
+/** Plugin folders in the temp folder (CRIU's work folders, and whatever else the plugin makes). */
+const pluginFolders = () => readdirSync(tmpdir()).filter(f => f.startsWith('oclif-plugin-criu-')).sort()
 
-const gateFolders = () => readdirSync(tmpdir()).filter(f => f.startsWith('oclif-plugin-criu-gate-')).sort()
-
-/** This process's children (the gate script would be one if CRIU left it behind). */
+/** This process's children (CRIU, or a task of the tree, if one were left behind). */
 const ourChildren = () => readdirSync(`/proc/${process.pid}/task`).flatMap(tid =>
   readFileSync(`/proc/${process.pid}/task/${tid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number))
 
@@ -178,7 +162,7 @@ describe('restore verifies every task before it runs (real CRIU, post-restore st
       const work = tempDir()
       const r = mycli(
         ['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '-J', `uts:${holder.pid}`, '-W', work],
-        {CRIU_PATH: swappingCriu({[swapped]: decoy.pid})},
+        swappingCriu({[swapped]: decoy.pid}),
       )
       expect(r.code, r.stderr).to.equal(1)
       const err = flat(r.stderr)
@@ -189,7 +173,6 @@ describe('restore verifies every task before it runs (real CRIU, post-restore st
       await sleep(200)
       expect(lines(ckpt.log), 'no process of the tree ran after the checkpoint').to.equal(ticks)
       expect(readFileSync(join(work, 'restore.log'), 'utf8')).to.include('Aborting restore due to post-restore script ret code')
-      expect(existsSync(gateScript(join(work, 'restore.log'))), 'the gate folder is removed').to.equal(false)
       // The decoy's hostname was not touched either (the checkpoint had no UTS namespace of its own).
       expect(spawnSync('nsenter', ['-t', String(decoy.pid), '-u', 'hostname'], {encoding: 'utf8'}).stdout.trim()).to.equal('decoy')
     })
@@ -198,32 +181,28 @@ describe('restore verifies every task before it runs (real CRIU, post-restore st
   it('the same stand-in CRIU with the right targets restores (the stand-in itself is sound)', async () => {
     const ckpt = await checkpointTicking('single')
     const holder = await startHolder(['net'])
-    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`], {CRIU_PATH: swappingCriu({})})
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`], swappingCriu({}))
     expect(r.code, r.stderr).to.equal(0)
     track(ckpt.pids[0])
     expect(nsInode(ckpt.pids[0], 'net')).to.equal(nsInode(holder.pid, 'net'))
   })
 
-  it('the gate script is private: mode 0500 in a 0700 folder of root, no user value in it', async () => {
+  it('the gate is a question on CRIU\'s RPC socket: asked at post-restore, before resume; nothing of it on disk', async () => {
     const ckpt = await checkpointTicking('single')
     const holder = await startHolder(['net'])
     const work = tempDir()
-    // Stop inside the gate: a stand-in CRIU that copies what it finds before running the real one.
-    const spy = join(tempDir('criu-spy-'), 'criu')
-    const seen = join(work, 'seen')
-    writeFileSync(spy, `#!/bin/sh
-for a in "$@"; do case "$a" in */post-restore) stat -c '%a %u' "$a" "\${a%/*}" > ${seen}; cat "$a" >> ${seen};; esac; done
-exec ${criuPath()} "$@"
-`)
-    chmodSync(spy, 0o755)
-    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '-W', work], {CRIU_PATH: spy})
+    const before = pluginFolders()
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '-W', work])
     expect(r.code, r.stderr).to.equal(0)
     track(ckpt.pids[0])
-    const [script, folder, ...text] = readFileSync(seen, 'utf8').split('\n')
-    expect(script).to.equal('500 0')
-    expect(folder).to.equal('700 0')
-    expect(text.join('\n')).not.to.include(ckpt.dir)
-    expect(text.join('\n')).not.to.include(String(holder.pid))
+    const log = readFileSync(join(work, 'restore.log'), 'utf8').split('\n')
+    const stage = log.findIndex(l => l.includes('Running post-restore scripts'))
+    expect(stage, 'CRIU ran its post-restore stage').to.be.above(-1)
+    expect(log[stage + 1], 'and asked this process over RPC').to.match(/\bRPC$/)
+    expect(log.findIndex(l => l.includes('Restore finished successfully. Tasks resumed.')), 'resumed after the answer').to.be.above(stage)
+    expect(log.join('\n'), 'no action script was run').not.to.match(/Running \S+ scripts\n\S*\s+\[\//)
+    expect(pluginFolders(), 'no folder of the plugin left in the temp folder').to.deep.equal(before)
+    expect(readdirSync(work).sort(), 'the work folder holds CRIU\'s own files only').to.deep.equal(['restore.log', 'stats-restore'])
     expect(alive(ckpt.pids[0])).to.equal(true)
   })
 
@@ -251,10 +230,10 @@ exec ${criuPath()} "$@"
       await waitPid(ckpt.pids[0])
     })
 
-    it('a check that rejects: its error, the tree never ran and is gone, the gate folder removed', async () => {
+    it('a check that rejects: its error, the tree never ran and is gone, only the work folder with CRIU\'s log kept', async () => {
       const ckpt = await checkpointTicking('tree')
       const ticks = lines(ckpt.log)
-      const gatesBefore = gateFolders()
+      const foldersBefore = pluginFolders()
       const refused = await runRestore(request(ckpt.dir, [], {
         beforeResume: [async tree => {
           throw new FailedError(`page images do not match (checked ${tree.processes.length} processes)`)
@@ -267,14 +246,16 @@ exec ${criuPath()} "$@"
       for (const pid of ckpt.pids) expect(gone(pid), `task ${pid} is gone`).to.equal(true)
       await sleep(200)
       expect(lines(ckpt.log)).to.equal(ticks)
-      expect(gateFolders()).to.deep.equal(gatesBefore)
+      const kept = keptWorkDir(refused!.message)
+      expect(kept, 'the work folder named in the error').to.be.a('string')
+      expect(pluginFolders()).to.deep.equal([...foldersBefore, basename(kept!)].sort())
     })
 
-    it('--timeout while a check is still running (the gate script waiting for the verdict): exit 1, CRIU, the tree and the script gone', async () => {
+    it('--timeout while a check is still running (CRIU waiting for the answer): exit 1, CRIU and the tree gone, the work folder kept with the log', async () => {
       const ckpt = await checkpointTicking('single')
       const holder = await startHolder(['uts'])
       const ticks = lines(ckpt.log)
-      const gatesBefore = gateFolders()
+      const foldersBefore = pluginFolders()
       let checking = false
       const started = Date.now()
       const error = await runRestore(request(ckpt.dir, [`uts:${holder.pid}`], {
@@ -290,14 +271,16 @@ exec ${criuPath()} "$@"
       expect(Date.now() - started).to.be.below(30_000)
       const running = () => ourChildren().filter(pid => pid !== holder.proc.pid && alive(pid))
       await waitFor('our killed children to be gone', () => running().length === 0, 3000).catch(() => {})
-      expect(commandLines(running()), 'no CRIU, no orphaned gate script, no task left as our child').to.deep.equal([])
+      expect(commandLines(running()), 'no CRIU, no task left as our child').to.deep.equal([])
       expect(gone(ckpt.pids[0])).to.equal(true)
-      expect(gateFolders(), 'the gate folder is removed').to.deep.equal(gatesBefore)
+      const kept = keptWorkDir(error!.message)
+      expect(kept, 'the work folder named in the error').to.be.a('string')
+      expect(pluginFolders(), 'only the work folder with CRIU\'s log kept').to.deep.equal([...foldersBefore, basename(kept!)].sort())
       await sleep(200)
       expect(lines(ckpt.log), 'the workload ran no code after the checkpoint').to.equal(ticks)
     })
 
-    it('interrupted while a check is still running: CRIU, the tree and the waiting gate script are gone', async () => {
+    it('interrupted while a check is still running: CRIU and the tree are gone', async () => {
       const ckpt = await checkpointTicking('single')
       const holder = await startHolder(['uts'])
       const ticks = lines(ckpt.log)
@@ -324,11 +307,11 @@ exec ${criuPath()} "$@"
         interrupt!('SIGINT') // also when waiting failed: a restore held forever would hang the suite
       }
 
-      expect(criu, 'CRIU is our child; the gate script waiting for the verdict is CRIU\'s').to.have.length(1)
+      expect(criu, 'CRIU, waiting for the answer, is our only child').to.have.length(1)
       expect(await error).to.be.instanceOf(InterruptedError)
       // A killed process can still be on its way out for a moment (state R/D, empty cmdline) on a busy machine.
       await waitFor('our killed children to be gone', () => running().length === 0, 3000).catch(() => {})
-      expect(commandLines(running()), 'no CRIU, no orphaned gate script, no task left as our child').to.deep.equal([])
+      expect(commandLines(running()), 'no CRIU, no task left as our child').to.deep.equal([])
       expect(gone(ckpt.pids[0])).to.equal(true)
       await sleep(200)
       expect(lines(ckpt.log)).to.equal(ticks)

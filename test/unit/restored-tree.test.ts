@@ -4,7 +4,6 @@ import fc from 'fast-check'
 import {FailedError} from '../../src/lib/errors.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
 import {judgeJoins, Observation, PinnedIdentity, RestoredTree} from '../../src/lib/restored-tree.js'
-import {GATE_SCRIPT} from '../../src/lib/resume-gate.js'
 
 const net = namespaceByName('net')!
 const uts = namespaceByName('uts')!
@@ -87,17 +86,6 @@ describe('the post-restore check of every task', () => {
         expect(text).to.match(new RegExp(`^task ${victim.pid}\\b`))
         expect(text).to.include(`${victim.ns.name} namespace inode ${ino}, not the one pinned from ${pin.source} (inode ${pin.ino})`)
       }))
-    })
-  })
-
-  describe('the post-restore gate script (fixed text)', () => {
-    it('acts at post-restore only, uses shell builtins and its own folder, and holds no user value', () => {
-      expect(GATE_SCRIPT.split('\n')[0]).to.equal('#!/bin/sh')
-      expect(GATE_SCRIPT).to.include('[ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] || exit 0')
-      // Every path it opens is derived from $0 (the path CRIU ran); nothing else is interpolated.
-      expect(GATE_SCRIPT.match(/"\$dir\/\w+"/g)).to.deep.equal(['"$dir/ask"', '"$dir/verdict"'])
-      const commands = GATE_SCRIPT.split('\n').filter(l => l && !l.startsWith('#')).map(l => l.split(/[ =]/)[0])
-      expect(commands).to.deep.equal(['[', 'dir', 'printf', 'IFS', '['])
     })
   })
 })
