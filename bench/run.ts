@@ -374,20 +374,21 @@ const logTime = (line: string) => Number(/^\((\d+\.\d+)\)/.exec(line)?.[1] ?? Nu
  * "Running STAGE scripts" line to the first line after what the stage ran (an "RPC" line for a
  * question to the plugin, a "[path]" line per script). Stages that ran nothing are not counted.
  */
-function actionStageMs(log: string): {ms: number; stages: number} {
+function actionStageMs(log: string): {ms: number; perStage: Record<string, number>; stages: number} {
   const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean)
   let ms = 0
-  let stages = 0
+  const perStage: Record<string, number> = {}
   for (let i = 0; i < lines.length; i++) {
-    if (!/Running \S+ scripts/.test(lines[i])) continue
+    const stage = /Running (\S+) scripts/.exec(lines[i])?.[1]
+    if (stage === undefined) continue
     let j = i + 1
     while (j < lines.length && /^\(\d+\.\d+\)\s+(\[|RPC$)/.test(lines[j].replace(/\t/, ' '))) j++
     if (j === i + 1 || j >= lines.length) continue // nothing ran at this stage, or no line after it (post-resume)
-    ms += logTime(lines[j]) - logTime(lines[i])
-    stages++
+    perStage[stage] = logTime(lines[j]) - logTime(lines[i])
+    ms += perStage[stage]
   }
 
-  return {ms, stages}
+  return {ms, perStage, stages: Object.keys(perStage).length}
 }
 
 /**
@@ -405,6 +406,7 @@ async function benchResumeGate(criuPath: string): Promise<void> {
   const rpcStages: number[] = []
   const scriptStages: number[] = []
   let stages = {rpc: 0, script: 0}
+  const rpcPerStage: Record<string, number[]> = {}
   const base = {criuPath, detached: true, emptyNs: [], imagesDir: ck.dir}
   // The old design's script: what the gate did at every stage but post-restore (exit at once).
   const scriptDir = mkdtempSync(join(tmpdir(), 'bench-gate-'))
@@ -418,6 +420,7 @@ async function benchResumeGate(criuPath: string): Promise<void> {
     await killAndReap(ck.pid)
     const rpc = actionStageMs(join(work, 'restore.log'))
     rpcStages.push(rpc.ms)
+    for (const [stage, ms] of Object.entries(rpc.perStage)) (rpcPerStage[stage] ??= []).push(ms)
     stages = {...stages, rpc: rpc.stages}
     rmSync(work, {force: true, recursive: true})
     t0 = nowMs()
@@ -443,6 +446,7 @@ async function benchResumeGate(criuPath: string): Promise<void> {
   report(`   runRestore without -J (nothing to verify):               ${p.toFixed(1)} ms`)
   report(`   difference ${(g - p).toFixed(1)} ms, ratio ${(g / p).toFixed(3)} (the join itself included)`)
   report(`   CRIU's time in its ${stages.rpc} action stages, asking the plugin over RPC (the verdict included): ${median(rpcStages).toFixed(2)} ms`)
+  report(`     per stage: ${Object.entries(rpcPerStage).map(([stage, ms]) => `${stage} ${median(ms).toFixed(2)} ms`).join(', ')}`)
   report(`   the same stages with an action script that exits at once (the design before, bare criu): ${median(scriptStages).toFixed(2)} ms (${stages.script} stages)`)
   await benchGateVerdict()
 }

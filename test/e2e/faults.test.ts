@@ -221,5 +221,32 @@ describe('faults: nothing restored or half-restored is left behind', function ()
         expect(lines(log), 'the workload ran no code after the checkpoint').to.equal(ticks)
       })
     }
+
+    it('SIGKILL to mycli mid-restore: CRIU loses the pinned targets and its socket, fails and kills the tree; the workload never ran', async () => {
+      const log = join(tempDir('criu-tick-'), 'ticks.log')
+      const ckpt = await checkpoint(ticking(log))
+      const ticks = lines(log)
+      const holder = await startHolder(['net'])
+      // Held after mycli answered pre-restore (CRIU asks over RPC first, then runs configured scripts).
+      const hold = holdCriuAt('pre-restore')
+      const work = tempDir() // a killed mycli cannot remove its work folder: this one the test removes
+      const run = startMycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '-W', work], hold.env)
+      await waitFor('CRIU to reach pre-restore', hold.reached, 30_000)
+      const criu = hold.criuPid()
+      track(criu)
+      run.proc.kill('SIGKILL')
+      await run.done
+      hold.release()
+      await waitFor('CRIU to end', () => !alive(criu), 30_000)
+      await waitFor('the tree to be gone', () => !alive(ckpt.pid), 10_000)
+      await new Promise(r => {
+        setTimeout(r, 200)
+      })
+      expect(lines(log), 'the workload ran no code after the checkpoint').to.equal(ticks)
+      const criuLog = readFileSync(join(work, 'restore.log'), 'utf8')
+      // The join fails (the targets were mycli's fds: /proc/MYCLI/fd/N), or, past the joins, the question at the next stage.
+      expect(criuLog, criuLog.split('\n').slice(-12).join('\n')).to.match(/Restoring FAILED|RPC client reported script error/)
+      expect(criuLog).not.to.include('Restore finished successfully')
+    })
   })
 })
