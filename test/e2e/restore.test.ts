@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync, statSync} from 'node:fs'
+import {existsSync, lstatSync, readdirSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {namespaceByFlag} from '../../src/lib/namespaces.js'
@@ -140,6 +140,23 @@ describe('restore (real CRIU, real namespaces)', function () {
     // and it is not listening on the host any more
     const outside = spawnSync('python3', ['-c', client], {encoding: 'utf8'})
     expect(outside.status).not.to.equal(0)
+  })
+
+  it('--log-file outside the work folder and --pidfile: CRIU logs there, the PID is written, the work folder holds only CRIU\'s files', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['net'])
+    const out = tempDir()
+    const work = tempDir()
+    const r = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--log-file', join(out, 'my.log'), '--pidfile', join(out, 'my.pid'), '-W', work, '--json'])
+    expect(r.code, r.stderr).to.equal(0)
+    const result = JSON.parse(r.stdout)
+    track(result.pid)
+    expect(result.logFile).to.equal(join(out, 'my.log'))
+    expect(lstatSync(join(out, 'my.log')).isFile(), 'a regular file, not a link').to.equal(true)
+    expect(readFileSync(join(out, 'my.log'), 'utf8')).to.include('Restore finished successfully')
+    expect(readFileSync(join(out, 'my.pid'), 'utf8')).to.equal(`${result.pid}\n`)
+    expect(readdirSync(work), 'no link or log of ours left in the work folder').to.deep.equal(['stats-restore'])
+    expect(nsInode(result.pid, 'net')).to.equal(nsInode(holder.pid, 'net'))
   })
 
   it('leaves the images folder byte-identical without --work-dir', async () => {
