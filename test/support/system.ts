@@ -206,15 +206,42 @@ export async function cleanup(): Promise<void> {
  * and fault tests check that explicitly).
  */
 function forgetFailedWorkDirs(): void {
-  for (const name of readdirSync(tmpdir())) {
-    if (!/^oclif-plugin-criu-(?:restore|checkpoint)-[A-Za-z\d]{6}$/.test(name)) continue
+  const names = readdirSync(tmpdir()).filter(name => /^oclif-plugin-criu-(?:restore|checkpoint)-[A-Za-z\d]{6}$/.test(name))
+  if (names.length === 0) return
+  const busy = foldersInUse()
+  for (const name of names) {
     const dir = join(tmpdir(), name)
+    // A run of another process (a second suite, a benchmark) still works there: not ours to remove.
+    if (busy.has(dir)) continue
     try {
       if (readdirSync(dir).some(f => f.endsWith('.log'))) rmSync(dir, {force: true, recursive: true})
     } catch {
       // gone meanwhile
     }
   }
+}
+
+/** Every folder some process has as its cwd or holds open (CRIU works in its work folder; the plugin holds it open). */
+function foldersInUse(): Set<string> {
+  const used = new Set<string>()
+  const note = (link: string) => {
+    try {
+      used.add(readlinkSync(link))
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+
+  for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
+    note(`/proc/${pid}/cwd`)
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) note(`/proc/${pid}/fd/${fd}`)
+    } catch {
+      // gone meanwhile
+    }
+  }
+
+  return used
 }
 
 /** The open fds of this process, as a count. */
