@@ -176,6 +176,57 @@ export function benchHostCost(report: (line: string) => void, quick: boolean, la
   }
 }
 
+/**
+ * `node dist/bench/host-cost.js --parts [ROUNDS]`: where the cost on the newest host comes from.
+ * Besides without and with the plugin: the plugin with its package.json naming no hook, and an empty
+ * shell (no hook, a manifest with no commands), which costs what any installed plugin costs.
+ */
+export function benchHostCostParts(report: (line: string) => void, rounds: number): void {
+  const work = mkdtempSync(join(tmpdir(), 'oclif-plugin-criu-bench-'))
+  try {
+    execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', work], {cwd: REPO, stdio: 'ignore'})
+    const tarball = join(work, readdirSync(work).find(f => f.endsWith('.tgz'))!)
+    const host: Host = {bin: 'hostctl', dir: join(REPO, 'examples', 'hostctl'), node: nodeMajor(24), rounds}
+    const names = ['without the plugin', 'with the plugin', 'no hook', 'empty shell']
+    const sides = names.map(name => newSide(hostEnv(host, join(work, name.replaceAll(' ', '-')))))
+    const [without, withPlugin, noHook, empty] = sides
+    const dataDir = (side: Side) => side.env.HOSTCTL_DATA_DIR!
+    execFileSync(host.node, [join(host.dir, 'bin', 'run.js'), 'plugins:install', `file:${tarball}`], {env: withPlugin.env, stdio: 'ignore'})
+    for (const side of [noHook, empty]) {
+      execFileSync('cp', ['-a', dataDir(withPlugin), dataDir(side)])
+      const plugin = join(dataDir(side), 'node_modules', 'oclif-plugin-criu')
+      const pjson = JSON.parse(readFileSync(join(plugin, 'package.json'), 'utf8'))
+      delete pjson.oclif.hooks
+      writeFileSync(join(plugin, 'package.json'), JSON.stringify(pjson))
+    }
+
+    const manifest = join(dataDir(empty), 'node_modules', 'oclif-plugin-criu', 'oclif.manifest.json')
+    writeFileSync(manifest, JSON.stringify({...JSON.parse(readFileSync(manifest, 'utf8')), commands: {}}))
+
+    for (const {env} of sides) runHello(host, env) // warm the page cache
+    for (let i = 0; i < rounds; i++) {
+      const cpu = new Map<Side, number>()
+      for (let k = 0; k < sides.length; k++) {
+        const s = sides[(i + k) % sides.length]
+        const sample = runHello(host, s.env)
+        cpu.set(s, sample.cpu)
+        s.cpu.push(sample.cpu)
+        s.wall.push(sample.wall)
+      }
+
+      for (const s of sides.slice(1)) s.baseCpu.push(cpu.get(without)!)
+    }
+
+    report(`hostctl's hello (Node 24), ${rounds} interleaved rounds: wall time (median), CPU time of the host process (mean; ratio of the sums)`)
+    report(`   ${names[0].padEnd(20)} wall ${median(without.wall).toFixed(1)} ms; CPU ${(sum(without.cpu) / rounds).toFixed(1)} ms`)
+    for (const [i, side] of sides.entries()) if (i > 0) report(ratioLine(`   ${names[i].padEnd(20)}`, without, side))
+  } finally {
+    rmSync(work, {force: true, recursive: true})
+  }
+}
+
 if (require.main === module) {
-  benchHostCost(line => console.log(line), process.argv.includes('--quick'))
+  const parts = process.argv.indexOf('--parts')
+  if (parts === -1) benchHostCost(line => console.log(line), process.argv.includes('--quick'))
+  else benchHostCostParts(line => console.log(line), Number(process.argv[parts + 1] ?? 60))
 }
