@@ -8,6 +8,7 @@ import {Readable} from 'node:stream'
 
 import type {CriuStats} from './image-reader.js'
 
+import {commandLine} from './cli-names.js'
 import {Exit} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
 import {MessageSocket} from './native.js'
@@ -187,7 +188,7 @@ function watchLog(run: CriuRun, aftermath: string): NodeJS.Timeout | undefined {
     if (size <= limitMib * 1024 * 1024) return
     run.stop(new FailedError(
       `CRIU's log grew past ${limitMib} MiB (${(size / 1024 / 1024).toFixed(0)} MiB in ${file}); CRIU was stopped and ${aftermath}`,
-      'CRIU was most likely looping (a damaged checkpoint can do that; `checkpoint verify` checks one); if its log is really that large, raise --log-limit',
+      `CRIU was most likely looping (a damaged checkpoint can do that; \`${commandLine('checkpoint:verify')}\` checks one); if its log is really that large, raise --log-limit`,
       file,
     ))
   }, LOG_POLL_MS)

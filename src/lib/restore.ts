@@ -417,7 +417,7 @@ export function userIdsRefusal(specs: readonly JoinNsSpec[]): RefusedError | und
   const bad = specs.find(s => s.ns.name === 'user' && s.uid !== undefined && s.uid !== 0)
   if (!bad) return undefined
   return new RefusedError(
-    `--join-ns ${quote(formatJoinNs(bad))}: CRIU restores with UID ${bad.uid} impossible: in the joined user namespace it switches to the UID before the GID, and as any UID but 0 it may no longer switch GID (setgid fails with EPERM), so the restore would fail; the restored tasks take their credentials from the checkpoint anyway`,
+    `--join-ns ${quote(formatJoinNs(bad))}: CRIU (4.2.1) cannot restore as UID ${bad.uid} in the joined user namespace: it switches the UID before the GID, and once it is not UID 0 it may no longer switch the GID (setgid fails with EPERM), so the restore would fail. (CRIU's own command line seems to take these IDs, but it reads them from memory it has already freed and does not apply them.) The restored tasks take their credentials from the checkpoint either way`,
     `leave out :UID:GID (-J user:${bad.target.kind === 'pid' ? bad.target.pid : bad.target.path}), or give :0:GID; \`ns exec\` and \`launch\` do take any UID and GID`,
   )
 }

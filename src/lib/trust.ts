@@ -259,8 +259,9 @@ export function checkOutputFile(path: string, flag: string): void {
   const problem = folderProblem(walked.facts, trust)
   if (problem) throw refusal(flag, path, {path: walked.resolved, reason: `its folder: ${problem}`}, WRITE_HINT)
   const found = lookUp(join(walked.resolved, basename(path)))
-  const existing = found && (kindOf(found.facts.mode) === 'directory' ? 'it is a folder, not a file' : writeTargetProblem(found.facts, trust))
-  if (existing) throw refusal(flag, path, {path: resolve(path), reason: existing}, 'remove it, or choose another file')
+  const isFolder = found !== undefined && kindOf(found.facts.mode) === 'directory'
+  const existing = found && (isFolder ? 'it is a folder, not a file' : writeTargetProblem(found.facts, trust))
+  if (existing) throw refusal(flag, path, {path: resolve(path), reason: existing}, isFolder ? `name a file, e.g. ${join(resolve(path), basename(path))}` : 'remove it, or choose another file')
 }
 
 /** The paths CRIU writes besides the images: checked before CRIU starts. */

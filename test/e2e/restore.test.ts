@@ -100,7 +100,7 @@ describe('restore (real CRIU, real namespaces)', function () {
     const work = tempDir()
     const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}:1000:1000`, '--allow-user-ns', '-W', work])
     expect(r.code, r.stderr).to.equal(2)
-    expect(flat(r.stderr)).to.include(`Error: --join-ns "user:${holder.pid}:1000:1000": CRIU restores with UID 1000 impossible`)
+    expect(flat(r.stderr)).to.include(`Error: --join-ns "user:${holder.pid}:1000:1000": CRIU (4.2.1) cannot restore as UID 1000 in the joined user namespace`)
     expect(flat(r.stderr)).to.include(`Hint: leave out :UID:GID (-J user:${holder.pid})`)
     expect(readdirSync(work), 'nothing written').to.deep.equal([])
     expect(alive(ckpt.pid), 'the checkpointed process is not restored').to.equal(false)
