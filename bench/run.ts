@@ -251,7 +251,7 @@ async function benchIntegrityLarge(criuPath: string): Promise<void> {
   let t0 = nowMs()
   await writeManifest(ck.dir, 'bench')
   const write = nowMs() - t0
-  const runs = QUICK ? 3 : 9
+  const runs = QUICK ? 3 : 15
   const verified: number[] = []
   const skipped: number[] = []
   const cliVerified: number[] = []
