@@ -117,11 +117,40 @@ export interface RestorePlan {
 /** CRIU's own syntax: `user:PATH,UID,GID`; CRIU splits at the first comma, so no comma in PATH. */
 export function criuJoinArg(spec: JoinNsSpec, path: string): string {
   if (path.includes(',')) throw new Error(`CRIU cannot take a --join-ns path with a comma: ${path}`)
-  let text = `${spec.ns.name}:${path}`
-  if (spec.uid !== undefined) text += `,${spec.uid}`
-  if (spec.gid !== undefined) text += `,${spec.gid}`
-  return text
+  const ids = userIds(spec)
+  return ids === undefined ? `${spec.ns.name}:${path}` : `${spec.ns.name}:${path},${ids}`
 }
+
+/** A user join's IDs as CRIU's extra options take them (`UID[,GID]`); none when none were given. */
+function userIds(spec: JoinNsSpec): string | undefined {
+  return spec.uid === undefined ? undefined : [spec.uid, ...(spec.gid === undefined ? [] : [spec.gid])].join(',')
+}
+
+/**
+ * How the joins reach CRIU, on its command line or over its RPC alike: the net join of a
+ * checkpoint that left its net namespace out is an fd CRIU inherits (3, 4, ...) under the
+ * external key; every other join is a --join-ns. Pure.
+ */
+function routeJoins(facts: {externalNetKey?: string; joins: readonly PlannedJoin[]}): {
+  inherited: {fd: number; key: string}[]
+  inheritFds: number[]
+  joins: PlannedJoin[]
+} {
+  const routed: ReturnType<typeof routeJoins> = {inherited: [], inheritFds: [], joins: []}
+  for (const join of facts.joins) {
+    if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
+      routed.inheritFds.push(join.fd)
+      routed.inherited.push({fd: 2 + routed.inheritFds.length, key: facts.externalNetKey})
+    } else {
+      routed.joins.push(join)
+    }
+  }
+
+  return routed
+}
+
+/** Where CRIU logs a restore: --log-file, else restore.log in the work folder. */
+const restoreLogFile = (request: RestoreRequest, workDir: string) => (request.logFile ? resolve(request.logFile) : join(workDir, 'restore.log'))
 
 /** The CRIU command line, for a person to run (--dry-run). Pure. */
 export function planRestore(
@@ -136,7 +165,7 @@ export function planRestore(
   },
 ): RestorePlan {
   const {workDir} = facts
-  const logFile = request.logFile ? resolve(request.logFile) : join(workDir, 'restore.log')
+  const logFile = restoreLogFile(request, workDir)
   const pidfile = request.pidfile ? resolve(request.pidfile) : join(workDir, 'restore.pid')
   const argv = ['restore', '--images-dir', resolve(request.imagesDir), '--work-dir', workDir, '--log-file', logFile]
   argv.push(`-v${request.verbosity ?? 4}`, '--pidfile', pidfile)
@@ -148,15 +177,9 @@ export function planRestore(
   if (request.manageCgroups) argv.push(`--manage-cgroups=${request.manageCgroups}`)
   if (request.lazyPages) argv.push('--lazy-pages')
   for (const ns of request.emptyNs) argv.push('--empty-ns', ns.name)
-  const inheritFds: number[] = []
-  for (const join of facts.joins) {
-    if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
-      inheritFds.push(join.fd)
-      argv.push('--inherit-fd', `fd[${2 + inheritFds.length}]:${facts.externalNetKey}`)
-    } else {
-      argv.push('--join-ns', criuJoinArg(join.spec, join.criuPath))
-    }
-  }
+  const {inherited, inheritFds, joins} = routeJoins(facts)
+  for (const {fd, key} of inherited) argv.push('--inherit-fd', `fd[${fd}]:${key}`)
+  for (const join of joins) argv.push('--join-ns', criuJoinArg(join.spec, join.criuPath))
 
   return {argv, criu: facts.criu, env: facts.env ?? {}, inheritFds, joins: facts.joins, logFile, pidfile, workDir}
 }
@@ -200,20 +223,9 @@ export function planRpcRestore(
   },
 ): RpcRestorePlan {
   const {workDir} = facts
-  const logFile = request.logFile ? resolve(request.logFile) : join(workDir, 'restore.log')
+  const logFile = restoreLogFile(request, workDir)
   const inWorkDir = dirname(logFile) === workDir
-  const inheritFds: number[] = []
-  const inherited: {fd: number; key: string}[] = []
-  const joins: RpcRestoreOptions['joins'][number][] = []
-  for (const join of facts.joins) {
-    if (join.spec.ns.name === 'net' && facts.externalNetKey !== undefined && join.fd !== undefined) {
-      inheritFds.push(join.fd)
-      inherited.push({fd: 2 + inheritFds.length, key: facts.externalNetKey})
-    } else {
-      const ids = join.spec.uid === undefined ? [] : [join.spec.uid, ...(join.spec.gid === undefined ? [] : [join.spec.gid])]
-      joins.push({file: join.criuPath, ns: join.spec.ns.name, ...(ids.length > 0 ? {extra: ids.join(',')} : {})})
-    }
-  }
+  const {inherited, inheritFds, joins} = routeJoins(facts)
 
   const options: RpcRestoreOptions = {
     emptyNs: request.emptyNs.reduce((bits, ns) => bits | ns.flag, 0),
@@ -221,7 +233,7 @@ export function planRpcRestore(
     fileLocks: Boolean(request.fileLocks),
     imagesDirFd: facts.imagesDirFd,
     inheritFds: inherited,
-    joins,
+    joins: joins.map(({criuPath, spec}) => ({extra: userIds(spec), file: criuPath, ns: spec.ns.name})),
     lazyPages: Boolean(request.lazyPages),
     logFile: inWorkDir ? logFile.slice(workDir.length + 1) : LOG_LINK,
     logLevel: request.verbosity ?? 4,
@@ -835,7 +847,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
       io.progress?.('stop', `restored as PID ${pid}; waiting for it to exit`)
       io.restored?.(pid, namespaces, check.tasks)
       for (const p of pins) p.close()
-      return await restoreResult(request, {...done, tasks: check.tasks}, {treeExit: await waitForTree(run, pid)})
+      return await restoreResult(request, done, {treeExit: await waitForTree(run, pid)})
     }
 
     return await restoreResult(request, done, {lazyPages: await settleLazyPages(lazy, request, started, io)})
