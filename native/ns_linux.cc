@@ -182,15 +182,6 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// makeFifo(path, mode): a named pipe, for the post-restore stage's exchange with the action
-// script CRIU runs (Node has no mkfifo).
-Napi::Value MakeFifo(const Napi::CallbackInfo& info) {
-  std::string path = info[0].As<Napi::String>().Utf8Value();
-  mode_t mode = static_cast<mode_t>(info[1].As<Napi::Number>().Uint32Value());
-  if (mkfifo(path.c_str(), mode) != 0) throw SysError(info.Env(), "mkfifo", errno, path);
-  return info.Env().Undefined();
-}
-
 // ---------------------------------------------------------------------------------------
 // spawnJoined
 
@@ -705,7 +696,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pinPid", Napi::Function::New(env, PinPid));
   exports.Set("pinPath", Napi::Function::New(env, PinPath));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
-  exports.Set("makeFifo", Napi::Function::New(env, MakeFifo));
   exports.Set("spawnJoined", Napi::Function::New(env, SpawnJoined));
   exports.Set("waitPid", Napi::Function::New(env, WaitPid));
   exports.Set("seqpacketPair", Napi::Function::New(env, SeqpacketPair));

@@ -41,7 +41,6 @@ interface NativeModule {
   closeFd(fd: number): void
   inspectFd(fd: number): NsDescription
   inspectPath(path: string): NsDescription
-  makeFifo(path: string, mode: number): void
   pinPath(path: string): NsDescription & {fd: number}
   pinPid(pid: number, procEntry: string): NsDescription & {fd: number}
   probeHwBreakpoints(boundMs: number): {detail: string; works: boolean | null}
@@ -448,11 +447,6 @@ export function waitPid(pid: number): Promise<{code: null | number; signal: null
 /** One run of the hardware breakpoint probe (x86-64: DR0/DR7 on a traced child). */
 export function probeHwBreakpoints(boundMs = 50): {detail: string; works: boolean | null} {
   return native().probeHwBreakpoints(boundMs)
-}
-
-/** A named pipe at `path` (mkfifo). */
-export function makeFifo(path: string, mode: number): void {
-  native().makeFifo(path, mode)
 }
 
 /** Whether this process is a child subreaper now. */
