@@ -1,11 +1,10 @@
 import {expect} from 'chai'
 import {ChildProcess, spawn, spawnSync} from 'node:child_process'
-import {chmodSync, existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {chmodSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {basename, join} from 'node:path'
 
 import {Checkpoint, checkpoint, mycli} from '../support/checkpoint.js'
-import {alive, BIN, cleanup, criuPath, flat, keptWorkDir, killPid, nsInode, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
+import {alive, BIN, cleanup, criuPath, flat, keptWorkDir, killPid, nsInode, pluginFolders, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
 
 /**
  * Hold the real CRIU at one of its action-script stages (CRIU's own hook points, configured
@@ -56,8 +55,6 @@ function gone(pid: number): boolean {
 /** A workload that appends a line to `log` every 10 ms: its line count shows whether it ran. */
 const ticking = (log: string) => ({python: `import time\nlog = open(${JSON.stringify(log)}, "a", buffering=1)\nwhile True:\n    log.write("tick\\n")\n    time.sleep(0.01)`})
 const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).length
-const pluginFolders = () => readdirSync(tmpdir()).filter(f => f.startsWith('oclif-plugin-criu-')).sort()
-
 describe('faults: nothing restored or half-restored is left behind', function () {
   this.timeout(180_000)
   let ckpt: Checkpoint

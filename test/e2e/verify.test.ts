@@ -1,7 +1,6 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
 import {existsSync, readdirSync, readFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import {basename, join} from 'node:path'
 
 import {FailedError, InterruptedError} from '../../src/lib/errors.js'
@@ -11,7 +10,7 @@ import {RestoreRequest, runRestore} from '../../src/lib/restore.js'
 import {RestoredTree} from '../../src/lib/restored-tree.js'
 import {mycli} from '../support/checkpoint.js'
 import {
-  alive, cleanup, criuPath, flat, keptWorkDir, nsInode, REPO, requireRoot, startHolder, tempDir, track, waitFor,
+  alive, cleanup, criuPath, flat, keptWorkDir, nsInode, pluginFolders, REPO, requireRoot, startHolder, tempDir, track, waitFor,
 } from '../support/system.js'
 
 /**
@@ -95,9 +94,6 @@ const swappingCriu = (swap: Record<string, number>): NodeJS.ProcessEnv => ({
   REAL_CRIU: criuPath(),
   SWAP_JOINS: JSON.stringify(Object.fromEntries(Object.entries(swap).map(([type, pid]) => [type, `/proc/${pid}/ns/${type}`]))),
 })
-
-/** Plugin folders in the temp folder (CRIU's work folders, and whatever else the plugin makes). */
-const pluginFolders = () => readdirSync(tmpdir()).filter(f => f.startsWith('oclif-plugin-criu-')).sort()
 
 /** This process's children (CRIU, or a task of the tree, if one were left behind). */
 const ourChildren = () => readdirSync(`/proc/${process.pid}/task`).flatMap(tid =>

@@ -163,6 +163,9 @@ export function tempDir(prefix = 'criu-test-'): string {
   return dir
 }
 
+/** The plugin's folders in the temp folder (work folders, and whatever else it makes there), sorted. */
+export const pluginFolders = () => readdirSync(tmpdir()).filter(f => f.startsWith('oclif-plugin-criu-')).sort()
+
 /**
  * The temporary work folder a failed run kept and named in its message (`Log: DIR/x.log`), or
  * undefined; cleanup() removes it. oclif breaks a path longer than the terminal inside it, so the
