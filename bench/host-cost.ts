@@ -114,6 +114,25 @@ function runHello(host: Host, env: NodeJS.ProcessEnv): {cpu: number; wall: numbe
   return {cpu, wall}
 }
 
+/**
+ * Round `i`: `hello` once on each side, interleaved, the order rotating each round so that no
+ * side always runs first. The first side is the baseline: every other side's CPU time is paired
+ * with the baseline's of the same round.
+ */
+function runRound(host: Host, [base, ...others]: readonly Side[], i: number): void {
+  const round = [base, ...others]
+  const cpu = new Map<Side, number>()
+  for (let k = 0; k < round.length; k++) {
+    const s = round[(i + k) % round.length]
+    const sample = runHello(host, s.env)
+    cpu.set(s, sample.cpu)
+    s.cpu.push(sample.cpu)
+    s.wall.push(sample.wall)
+  }
+
+  for (const s of others) s.baseCpu.push(cpu.get(base)!)
+}
+
 function ratioLine(what: string, base: Side, side: Side): string {
   const wall = median(side.wall) / median(base.wall)
   const cpu = sum(side.cpu) / sum(side.baseCpu)
@@ -149,18 +168,7 @@ export function benchHostCost(report: (line: string) => void, quick: boolean, la
 
       for (const {env} of [without, withPlugin, eager]) runHello(host, env) // warm the page cache
       for (let i = 0; i < host.rounds; i++) {
-        const round = i % EAGER_EVERY === 0 ? [without, withPlugin, eager] : [without, withPlugin]
-        const cpu = new Map<Side, number>()
-        // Interleaved, and the order rotates each round so that no side always runs first.
-        for (let k = 0; k < round.length; k++) {
-          const s = round[(i + k) % round.length]
-          const sample = runHello(host, s.env)
-          cpu.set(s, sample.cpu)
-          s.cpu.push(sample.cpu)
-          s.wall.push(sample.wall)
-        }
-
-        for (const s of round.slice(1)) s.baseCpu.push(cpu.get(without)!)
+        runRound(host, i % EAGER_EVERY === 0 ? [without, withPlugin, eager] : [without, withPlugin], i)
       }
 
       const version = execFileSync(host.node, ['--version'], {encoding: 'utf8'}).trim()
@@ -204,18 +212,7 @@ export function benchHostCostParts(report: (line: string) => void, rounds: numbe
     writeFileSync(manifest, JSON.stringify({...JSON.parse(readFileSync(manifest, 'utf8')), commands: {}}))
 
     for (const {env} of sides) runHello(host, env) // warm the page cache
-    for (let i = 0; i < rounds; i++) {
-      const cpu = new Map<Side, number>()
-      for (let k = 0; k < sides.length; k++) {
-        const s = sides[(i + k) % sides.length]
-        const sample = runHello(host, s.env)
-        cpu.set(s, sample.cpu)
-        s.cpu.push(sample.cpu)
-        s.wall.push(sample.wall)
-      }
-
-      for (const s of sides.slice(1)) s.baseCpu.push(cpu.get(without)!)
-    }
+    for (let i = 0; i < rounds; i++) runRound(host, sides, i)
 
     report(`hostctl's hello (Node 24), ${rounds} interleaved rounds: wall time (median), CPU time of the host process (mean; ratio of the sums)`)
     report(`   ${names[0].padEnd(20)} wall ${median(without.wall).toFixed(1)} ms; CPU ${(sum(without.cpu) / rounds).toFixed(1)} ms`)
