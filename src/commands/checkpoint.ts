@@ -8,8 +8,8 @@ import {stdoutWidth, wrap} from '../lib/screen.js'
 
 export default class Checkpoint extends CriuCommand {
   static override args = {
-    pid: Args.integer({description: 'Root of the process tree to checkpoint.', min: 1, required: true}),
-    dir: Args.directory({description: 'The folder for the images, as -D gives it (give one or the other).'}),
+    pid: Args.integer({description: 'Root of the process tree to checkpoint.', ignoreStdin: true, min: 1, required: true}),
+    dir: Args.directory({description: 'The folder for the images, as -D gives it (give one or the other).', ignoreStdin: true}),
   }
   static override description = [
     'Dumps the process tree rooted at PID with CRIU into --images-dir, ready for `restore`. Without --leave-running the tree is gone afterwards (CRIU ends it once dumped).',

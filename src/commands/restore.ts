@@ -24,7 +24,7 @@ const ending = (exit: RestoreResult['treeExit']) => (exit?.signal ? `killed by s
 
 export default class Restore extends CriuCommand {
   static override args = {
-    dir: Args.directory({description: 'The checkpoint folder, as -D gives it (give one or the other).'}),
+    dir: Args.directory({description: 'The checkpoint folder, as -D gives it (give one or the other).', ignoreStdin: true}),
   }
   static override description = [
     'Restores the process tree CRIU checkpointed in --images-dir, joining the namespaces given with -J instead of creating new ones: the way to move a checkpointed process into a running container\'s or pod\'s network, UTS, IPC, time or user namespace.',

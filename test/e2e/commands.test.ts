@@ -394,4 +394,28 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       expect(mycli(['ns', 'exec', '-J', `net:${holder.pid}`]).code).to.equal(2)
     })
   })
+
+  // oclif's parser fills a missing argument from a piped stdin: `echo 1 | mycli checkpoint -D x`
+  // would checkpoint PID 1, and a script's input would be eaten. No argument of ours comes from stdin.
+  describe('arguments never come from stdin', () => {
+    it('a missing PID, DIR or target is refused as missing, whatever stdin holds', () => {
+      const dir = tempDir()
+      const cases: Array<[string[], RegExp]> = [
+        [['checkpoint', '-D', join(dir, 'ck'), '--dry-run'], /Missing 1 required arg:(\s|\\n)+pid/],
+        [['checkpoint', 'verify'], /Missing 1 required arg:(\s|\\n)+dir/],
+        [['ns', 'inspect', '--json'], /Missing 1 required arg:(\s|\\n)+target/],
+      ]
+      for (const [args, missing] of cases) {
+        const r = mycli(args, {}, '1\n')
+        expect(r.code, args.join(' ')).to.equal(2)
+        expect(r.stderr + r.stdout, args.join(' ')).to.match(missing) // --json: the error is on stdout
+        expect(existsSync(join(dir, 'ck')), 'nothing written').to.equal(false)
+      }
+
+      // restore -D: the folder is the one -D names, not a second one read from stdin.
+      const restore = mycli(['restore', '-D', join(dir, 'none'), '--dry-run'], {}, '/etc\n')
+      expect(restore.code).to.equal(2)
+      expect(flat(restore.stderr)).to.include(`--images-dir "${join(dir, 'none')}"`).and.not.include('/etc')
+    })
+  })
 })

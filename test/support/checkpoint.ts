@@ -84,7 +84,7 @@ export interface CliResult {
 }
 
 /** Run the plugin's CLI (bin/run.js) as a user would. */
-export function mycli(args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], {encoding: 'utf8', env: {...process.env, CRIU_PATH: criuPath(), ...env}, timeout: 120_000})
+export function mycli(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], {encoding: 'utf8', env: {...process.env, CRIU_PATH: criuPath(), ...env}, input, timeout: 120_000})
   return {code: r.status, stderr: r.stderr, stdout: r.stdout}
 }

@@ -6,7 +6,7 @@ import {verdictLine, verifyCheckpoint} from '../../lib/integrity.js'
 
 export default class CheckpointVerify extends CriuCommand {
   static override args = {
-    dir: Args.directory({description: 'The checkpoint folder (`checkpoint -D` or `criu dump -D`).', required: true}),
+    dir: Args.directory({description: 'The checkpoint folder (`checkpoint -D` or `criu dump -D`).', ignoreStdin: true, required: true}),
   }
   static override description = [
     'Runs the checks `restore` runs before it lets a restored tree go on, without restoring anything and without root or CRIU.',

@@ -13,7 +13,7 @@ const FIXED = [6, 10, 13, 7]
 
 export default class NsInspect extends CriuCommand {
   static override args = {
-    target: Args.string({description: 'A PID, a namespace file such as /run/netns/blue or /proc/PID/ns/net, or a running container\'s ID (or a unique start of it).', required: true}),
+    target: Args.string({description: 'A PID, a namespace file such as /run/netns/blue or /proc/PID/ns/net, or a running container\'s ID (or a unique start of it).', ignoreStdin: true, required: true}),
   }
   static override description = 'For a PID: each of its eight namespaces. For a namespace file: that namespace. For a container ID (found as --join-container finds it: the host CLI first, then the runc, Docker, containerd and crun state folders): the namespaces of its init, checked against the start time its runtime recorded. Shows the inode (what `readlink /proc/PID/ns/TYPE` prints), the user namespace that owns it, whether it is the caller\'s own, and with --holders the processes in it. Give several targets to compare them.'
   static override enableJsonFlag = true
