@@ -341,7 +341,7 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
         expect(line, 'trailing spaces').not.to.match(/ $/)
       }
 
-      expect(table.stdout).to.match(/\(\+\d+ more\)/)
+      expect(flat(table.stdout), 'wrapped lines joined: the count may break across them').to.match(/\(\+\d+ more\)/)
       expect(table.stdout, 'entries as comm(pid)').to.match(/\S+\(\d+\), \S+\(\d+\)/)
     })
 
