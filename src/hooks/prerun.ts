@@ -8,7 +8,9 @@ import type {Hook} from '@oclif/core'
 const hook: Hook.Prerun = async function (options) {
   const checks = (options.Command as {criuJoinChecks?: unknown}).criuJoinChecks
   if (checks !== 'criu' && checks !== 'plain') return
-  const {checkJoinOptions} = await import('../lib/prerun-checks.js')
+  // require, not import(): oclif's ESM loader would parse this CommonJS file again (about 4 ms).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const {checkJoinOptions} = require('../lib/prerun-checks.js') as typeof import('../lib/prerun-checks.js')
   await checkJoinOptions.call(this, options, checks)
 }
 

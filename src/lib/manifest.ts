@@ -4,8 +4,7 @@
  * bits) is found before a restored process runs. XXH64 finds damage; it does not stop someone
  * who changes a file on purpose and rewrites the manifest to match (that needs a signature).
  */
-import {closeSync, fstatSync, openSync, readFileSync, readSync} from 'node:fs'
-import {readdir, readFile, stat} from 'node:fs/promises'
+import {closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import xxhash from 'xxhash-wasm'
 
@@ -98,8 +97,11 @@ export async function digestFile(path: string, cancelled: () => boolean = () => 
   }
 }
 
-async function checkpointFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, {withFileTypes: true})
+// The folder, the manifest and the small images are read synchronously: a restore waits for
+// them anyway, and some thirty thread-pool round trips cost more than the reads (8-12 ms a
+// restore, measured, against under 1 ms).
+function checkpointFiles(dir: string): string[] {
+  const entries = readdirSync(dir, {withFileTypes: true})
   return entries.filter(e => e.isFile() && covered(e.name)).map(e => e.name).sort()
 }
 
@@ -111,7 +113,7 @@ async function manifestDigest(m: Omit<Manifest, 'digest'>): Promise<string> {
 /** Digest every file of the folder and write the manifest there. */
 export async function writeManifest(dir: string, writtenBy: string): Promise<Manifest> {
   const files: Record<string, ManifestEntry> = {}
-  for (const name of await checkpointFiles(dir)) files[name] = await digestFile(join(dir, name))
+  for (const name of checkpointFiles(dir)) files[name] = await digestFile(join(dir, name))
   const body = {algorithm: DIGEST_ALGORITHM, files, format: FORMAT, writtenBy} as const
   const manifest: Manifest = {...body, digest: await manifestDigest(body)}
   // A new file renamed into place: never written through a link planted in the folder.
@@ -150,7 +152,7 @@ export async function parseManifest(text: string): Promise<Manifest> {
 export async function readManifest(dir: string): Promise<Manifest | undefined> {
   let text: string
   try {
-    text = await readFile(join(dir, MANIFEST_FILE), 'utf8')
+    text = readFileSync(join(dir, MANIFEST_FILE), 'utf8')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw new ManifestError(`${MANIFEST_FILE} cannot be read (${(error as Error).message})`)
@@ -171,7 +173,7 @@ const mismatch = (file: string, expected: ManifestEntry, actual: ManifestEntry) 
  */
 export async function checkManifest(dir: string, manifest: Manifest, pages = false): Promise<Damage[]> {
   const damage: Damage[] = []
-  const present = new Set(await checkpointFiles(dir))
+  const present = new Set(checkpointFiles(dir))
   for (const name of present) {
     if (!(name in manifest.files) && name.endsWith('.img')) damage.push({file: name, message: 'is not in the manifest (CRIU would read it)'})
   }
@@ -182,7 +184,7 @@ export async function checkManifest(dir: string, manifest: Manifest, pages = fal
       continue
     }
 
-    const {size} = await stat(join(dir, name))
+    const {size} = statSync(join(dir, name))
     if (size !== expected.size) {
       damage.push({file: name, message: `${size} bytes, the manifest says ${expected.size}`})
       continue

@@ -2,7 +2,7 @@
  * Text for people at a terminal: how wide stdout is, borderless tables that fit it, paragraphs
  * wrapped between words. Pipes and files get 80 columns.
  */
-import Table from 'cli-table3'
+import type Table from 'cli-table3'
 
 /** stdout's width: OCLIF_COLUMNS (as oclif's help reads it), the terminal's, COLUMNS, else 80. */
 export function stdoutWidth(stream: {columns?: number; isTTY?: boolean} = process.stdout, env: NodeJS.ProcessEnv = process.env): number {
@@ -26,7 +26,10 @@ const BLANK = {
  * (cli-table3 counts colour escapes as zero wide), no trailing spaces.
  */
 export function plainTable(rows: readonly string[][], colWidths: readonly number[], head: readonly string[] = []): string[] {
-  const table = new Table({
+  // Loaded here, not at the top: most runs of the commands that import this print no table.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const TableOf = require('cli-table3') as typeof Table
+  const table = new TableOf({
     chars: BLANK, colWidths: [...colWidths], head: [...head], style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0}, wordWrap: true,
   })
   table.push(...rows.map(r => [...r]))
