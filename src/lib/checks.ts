@@ -84,26 +84,30 @@ export function findProblems(options: JoinOptions): Problem[] {
     }
 
     if (spec.ns.name === 'user' && options.forCriu !== false) {
-      for (const [what, id] of [['UID', spec.uid], ['GID', spec.gid]] as const) {
-        if (id !== undefined && id > CRIU_MAX_JOIN_ID) {
-          error(`${joinLabel(spec)}: CRIU accepts a ${what} up to ${CRIU_MAX_JOIN_ID} when joining a user namespace, not ${id}`)
-        }
-      }
-
-      // A user join with another UID than 0 is refused either way: here when the target is
-      // /proc/PID/ns/user (a user namespace, so nothing is to be said first); after pinning when
-      // it is a file, which might not be a user namespace at all, the first thing to say then
-      // (restore.ts, userIdsRefusal). A join that is refused gets no warning.
-      const ids = userIdsProblem(spec)
-      if (ids && spec.target.kind === 'pid' && spec.uid! <= CRIU_MAX_JOIN_ID) errors.push(ids)
-      if (!options.allowUserNs && !ids) {
-        warnings.push({
-          message: `${joinLabel(spec)}: ${spec.ns.note}`,
-          severity: 'warning',
-        })
-      }
+      const user = userJoinProblems(spec, options.allowUserNs)
+      errors.push(...user.filter(p => p.severity === 'error'))
+      warnings.push(...user.filter(p => p.severity === 'warning'))
     }
   }
 
   return [...errors, ...warnings]
+}
+
+/** What CRIU makes of a user join: its ID limits, the UID rule, its warning. Pure. */
+function userJoinProblems(spec: JoinNsSpec, allowUserNs: boolean | undefined): Problem[] {
+  const problems: Problem[] = []
+  for (const [what, id] of [['UID', spec.uid], ['GID', spec.gid]] as const) {
+    if (id !== undefined && id > CRIU_MAX_JOIN_ID) {
+      problems.push({message: `${joinLabel(spec)}: CRIU accepts a ${what} up to ${CRIU_MAX_JOIN_ID} when joining a user namespace, not ${id}`, severity: 'error'})
+    }
+  }
+
+  // A user join with another UID than 0 is refused either way: here when the target is
+  // /proc/PID/ns/user (a user namespace, so nothing is to be said first); after pinning when
+  // it is a file, which might not be a user namespace at all, the first thing to say then
+  // (restore.ts, userIdsRefusal). A join that is refused gets no warning.
+  const ids = userIdsProblem(spec)
+  if (ids && spec.target.kind === 'pid' && spec.uid! <= CRIU_MAX_JOIN_ID) problems.push(ids)
+  if (!allowUserNs && !ids) problems.push({message: `${joinLabel(spec)}: ${spec.ns.note}`, severity: 'warning'})
+  return problems
 }
