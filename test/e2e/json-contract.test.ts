@@ -9,8 +9,11 @@ import {
   BIN, cleanup, criuPath, flat, killPid, nsInode, nsLink, requireRoot, startHolder, tempDir, startSleeper, track, waitFor,
 } from '../support/system.js'
 
+/** What --json says of an error (README "JSON output"). */
+type JsonError = {exitCode: number; hint?: string; logFile?: string; message: string; ran?: string}
+
 /** One JSON object on stdout, nothing on stderr, the exit code given: the --json contract (README "JSON output"). */
-function json(r: CliResult, code: number): Record<string, unknown> & {error?: {exitCode: number; hint?: string; logFile?: string; message: string; ran?: string}} {
+function json(r: CliResult, code: number): Record<string, unknown> & {error?: JsonError} {
   expect(r.stderr, 'nothing on stderr').to.equal('')
   expect(r.code, r.stdout).to.equal(code)
   const out = JSON.parse(r.stdout)
