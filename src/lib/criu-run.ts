@@ -192,7 +192,7 @@ export const logCutMarker = (bytes: number) => `\n[oclif-plugin-criu: ${bytes} b
 export function cutLog(file: string, headBytes: number, tailBytes: number): number {
   const fd = openSync(file, 'r+')
   try {
-    const size = statSync(file).size
+    const {size} = statSync(file)
     if (size <= headBytes + tailBytes) return 0
     const head = Buffer.alloc(headBytes)
     readSync(fd, head, 0, headBytes, 0)
@@ -228,8 +228,9 @@ const mib = (bytes: number) => `${Number((bytes / 1024 / 1024).toFixed(2))} MiB`
 /**
  * Poll CRIU's log: stop CRIU when it grows past the limit or stays silent past the stall limit.
  * A log stopped at the limit inside workDir (the run's work folder, temporary or --work-dir) is
- * cut once CRIU has exited (cutLog; by `cut`, which the caller's release runs too, whichever
- * comes first); a log outside it (the user's own --log-file) is left whole.
+ * cut by `cut` (cutLog), which supervise's release runs: not when CRIU exits, as the restored
+ * tasks write to the same log from CRIU's restorer code (a looping restore keeps writing) until
+ * the caller has ended them. A log outside it (the user's own --log-file) is left whole.
  */
 function watchLog(run: CriuRun, aftermath: string, workDir: string | undefined): {cut: () => void; timer: NodeJS.Timeout} | undefined {
   const {file, limitMib} = run.log
@@ -267,9 +268,8 @@ function watchLog(run: CriuRun, aftermath: string, workDir: string | undefined):
       const {headBytes, tailBytes} = logCutSizes(limitMib)
       what = inWorkDir
         ? `. The log was cut to its first ${mib(headBytes)} and its last ${mib(tailBytes)}, a marker line between them saying how much was cut out`
-        : `. The log was left whole: it is your --log-file, outside the work folder`
+        : '. The log was left whole: it is your --log-file, outside the work folder'
       pendingCut = inWorkDir
-      if (inWorkDir) run.exited.then(cut, cut)
     }
 
     run.stop(new FailedError(
@@ -292,7 +292,8 @@ function fileSize(path: string): number | undefined {
  * Stop CRIU on SIGINT/SIGTERM, after the timeout, when its log grows past the run's log limit
  * (a looping CRIU must not fill the disk) and when its log stays silent past the run's stall
  * limit (a stuck CRIU must end without --timeout); returns the function that undoes them.
- * workDir: the run's work folder; a log in it that was stopped at the limit is cut (watchLog).
+ * workDir: the run's work folder; a log in it that was stopped at the limit is cut (watchLog) by
+ * the returned function: call it once CRIU and every task it restored have ended.
  */
 export function supervise(run: CriuRun, timeout: number | undefined, io: CriuIO, aftermath = 'nothing restored is left running', workDir?: string): () => void {
   const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
