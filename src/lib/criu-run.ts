@@ -292,10 +292,16 @@ function fileSize(path: string): number | undefined {
  * Stop CRIU on SIGINT/SIGTERM, after the timeout, when its log grows past the run's log limit
  * (a looping CRIU must not fill the disk) and when its log stays silent past the run's stall
  * limit (a stuck CRIU must end without --timeout); returns the function that undoes them.
- * workDir: the run's work folder; a log in it that was stopped at the limit is cut (watchLog) by
- * the returned function: call it once CRIU and every task it restored have ended.
+ * aftermath: what the messages say is the state once CRIU was stopped. workDir: the run's work
+ * folder; a log in it that was stopped at the limit is cut (watchLog) by the returned function:
+ * call it once CRIU and every task it restored have ended.
  */
-export function supervise(run: CriuRun, timeout: number | undefined, io: CriuIO, aftermath = 'nothing restored is left running', workDir?: string): () => void {
+export function supervise(
+  run: CriuRun,
+  timeout: number | undefined,
+  io: CriuIO,
+  {aftermath = 'nothing restored is left running', workDir}: {aftermath?: string; workDir?: string} = {},
+): () => void {
   const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
   const timer = timeout === undefined
     ? undefined

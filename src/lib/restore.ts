@@ -818,7 +818,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     pagesCheck = startPages(request.imagesDir, integrity)
     lazy = await startLazyPages(request, {criu, env, workDir}, io)
     run = new CriuRun({...plan, ...criuLimits(request)}, env, {rpc: true})
-    release = supervise(run, request.timeout, io, undefined, workDir)
+    release = supervise(run, request.timeout, io, {workDir})
     const {exit, pid} = await converse(run, plan, check)
     // An attached restore's spinner stops below, with what it waits for.
     if (pid === undefined || request.detached) stopProgress(io, pid)

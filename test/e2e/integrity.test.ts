@@ -290,7 +290,7 @@ describe('integrity: a damaged checkpoint is never restored, never hangs, never 
     const log = join(dir, 'log')
     // A stand-in for a looping CRIU: writes its log as fast as it can. What is tested is supervise.
     const run = new CriuRun({argv: ['-c', `exec yes looping > ${log}`], criu: '/bin/sh', inheritFds: [], logFile: log, logLimitMib: 2}, process.env)
-    const release = supervise(run, undefined, {}, 'the checkpoint is incomplete')
+    const release = supervise(run, undefined, {}, {aftermath: 'the checkpoint is incomplete'})
     const exit = await run.exited
     release()
     expect(exit.signal).to.equal('SIGKILL')
@@ -299,15 +299,16 @@ describe('integrity: a damaged checkpoint is never restored, never hangs, never 
     expect(run.stopped!.exitCode).to.equal(1)
   })
 
-  it('supervise cuts a log in the work folder it stopped at the limit to its first and last lines, with the bytes cut in a marker; a log outside is left whole', async () => {
+  it('supervise cuts a log in the work folder stopped at the limit to its first and last lines, the bytes cut in a marker; one outside stays whole', async () => {
     const dir = tempDir('criu-log-')
     const log = join(dir, 'log')
     // A stand-in whose log can be checked line by line: 1, 2, 3, ... as fast as it can.
     const run = new CriuRun({argv: ['-c', `exec seq 1 1000000000 > ${log}`], criu: '/bin/sh', inheritFds: [], logFile: log, logLimitMib: 2}, process.env)
-    const release = supervise(run, undefined, {}, 'the checkpoint is incomplete', dir)
+    const release = supervise(run, undefined, {}, {aftermath: 'the checkpoint is incomplete', workDir: dir})
     await run.exited
     release()
-    expect(run.stopped!.message).to.match(/^CRIU's log grew past 2 MiB \(\d+ MiB in .*\); CRIU was stopped and the checkpoint is incomplete\. The log was cut to its first 0\.5 MiB and its last 1 MiB, a marker line between them saying how much was cut out$/)
+    expect(run.stopped!.message).to.match(/^CRIU's log grew past 2 MiB \(\d+ MiB in .*\); CRIU was stopped and the checkpoint is incomplete\. /)
+    expect(run.stopped!.message).to.match(/The log was cut to its first 0\.5 MiB and its last 1 MiB, a marker line between them saying how much was cut out$/)
     const text = readFileSync(log, 'utf8')
     const marker = /\n\[oclif-plugin-criu: (\d+) bytes of CRIU's log cut out here; CRIU was stopped at --log-limit\]\n/.exec(text)!
     expect(marker).not.to.equal(null)
@@ -331,7 +332,7 @@ describe('integrity: a damaged checkpoint is never restored, never hangs, never 
     // The same, with the log outside the work folder: whole, and the message says so.
     const outside = join(tempDir('criu-own-'), 'log')
     const run2 = new CriuRun({argv: ['-c', `exec seq 1 1000000000 > ${outside}`], criu: '/bin/sh', inheritFds: [], logFile: outside, logLimitMib: 2}, process.env)
-    const release2 = supervise(run2, undefined, {}, 'the checkpoint is incomplete', dir)
+    const release2 = supervise(run2, undefined, {}, {aftermath: 'the checkpoint is incomplete', workDir: dir})
     await run2.exited
     release2()
     expect(run2.stopped!.message).to.match(/\. The log was left whole: it is your --log-file, outside the work folder$/)
