@@ -63,6 +63,11 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
     // No checkpoint, and a link out of the folder: what a folder like /etc looks like.
     mkdirSync(join(dir, 'linkout'))
     symlinkSync('/etc/hostname', join(dir, 'linkout', 'hostname'))
+    // A checkpoint folder anyone can write to, as /tmp is (it has an inventory.img: a folder
+    // without one is told first that it is no checkpoint).
+    mkdirSync(join(dir, 'open'))
+    writeFileSync(join(dir, 'open', 'inventory.img'), '')
+    chmodSync(join(dir, 'open'), 0o1777)
     const oldcriu = join(dir, 'old-criu')
     writeFileSync(oldcriu, '#!/bin/sh\necho "Version: 3.11"\n')
     chmodSync(oldcriu, 0o755)
@@ -82,6 +87,7 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
       inventorydir: join(dir, 'invdir'),
       linkout: join(dir, 'linkout'),
       notckpt: join(dir, 'notckpt'),
+      opendir: join(dir, 'open'),
       oldcriu,
       sock,
       wrapper,
