@@ -15,7 +15,7 @@ export default class Checkpoint extends CriuCommand {
     'Dumps the process tree rooted at PID with CRIU into --images-dir, ready for `restore`. Without --leave-running the tree is gone afterwards (CRIU ends it once dumped).',
     'With --external-ns net, the net namespace the tree shares with a holder (a pod, a container) is left out of the images; `restore -J net:TARGET` then puts the tree into TARGET\'s network namespace.',
     'Before CRIU starts, the tree is scanned for kernel objects CRIU cannot dump (io_uring rings, which Node.js 22 and newer make at start-up; perf events, userfaultfds): such a tree is refused with the process, the object and what to do, and is left running untouched.',
-    'The folder is created when missing and must be empty unless --force. A failed dump removes the folder it created. Once CRIU has finished, a manifest of every file\'s size and XXH64 digest is written into the folder (oclif-plugin-criu.manifest.json); `restore` and `checkpoint verify` check the checkpoint against it. CRIU\'s log goes to --work-dir (default: a new temporary folder).',
+    'The folder is created when missing and must be empty unless --force. A failed dump removes the folder it created. Once CRIU has finished, a manifest of every file\'s size and XXH64 digest is written into the folder (oclif-plugin-criu.manifest.json); `<%= config.bin %> restore` and `<%= config.bin %> checkpoint<%= config.topicSeparator %>verify` check the checkpoint against it. CRIU\'s log goes to --work-dir (default: a new temporary folder).',
     'Exit codes: 0 checkpointed; 1 CRIU failed, timed out, its log grew past --log-limit, or this machine cannot do it; 2 refused before anything started; 130 interrupted.',
   ].join('\n\n')
   static override enableJsonFlag = true
@@ -34,7 +34,7 @@ export default class Checkpoint extends CriuCommand {
     'images-dir': Flags.directory({char: 'D', summary: 'Folder for the checkpoint images (created when missing); or give it as the argument DIR.'}),
     'leave-running': Flags.boolean({summary: 'Let the tree run on after the dump (CRIU --leave-running).'}),
     'log-limit': logLimit(),
-    'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network namespace it dumps (CRIU --network-lock); `criu check` shows which work here.'})(),
+    'network-lock': Flags.option({helpGroup: 'CRIU', options: NETWORK_LOCK_METHODS, summary: 'How CRIU locks the network namespace it dumps (CRIU --network-lock); `<%= config.bin %> criu<%= config.topicSeparator %>check` shows which work here.'})(),
     'shell-job': Flags.boolean({char: 'j', helpGroup: 'CRIU', summary: 'The tree is a shell job with a terminal (CRIU --shell-job).'}),
     'stall-timeout': stallTimeout(),
     'tcp-established': Flags.boolean({helpGroup: 'CRIU', summary: 'Dump established TCP connections (CRIU --tcp-established).'}),

@@ -12,7 +12,7 @@ export default class Launch extends CriuCommand {
   static override criuJoinChecks = 'plain' as const
   static override description = [
     'Starts COMMAND the way `checkpoint` needs it: in a session of its own (setsid), stdin, stdout and stderr on files or /dev/null instead of this terminal, and io_uring denied to it and everything it starts by a seccomp filter (io_uring_setup fails with ENOSYS, as on a kernel without io_uring). CRIU cannot dump io_uring rings, and libuv in Node.js 22 and newer makes three at start-up; denied, it falls back to epoll. Nothing system-wide changes (unlike sysctl kernel.io_uring_disabled=2).',
-    'With -J the command starts inside those namespaces (joined in the forked child, as `ns exec` does).',
+    'With -J the command starts inside those namespaces (joined in the forked child, as `<%= config.bin %> ns<%= config.topicSeparator %>exec` does).',
     'Prints the PID (with --json: the PID, the command, the stdio files and the joins) and returns at once; the program runs on.',
     'Exit codes: 0 started; 1 it could not be started (a join or the filter failed); 2 refused before anything started (bad flag, missing command, a stdio file that cannot be opened).',
   ].join('\n\n')

@@ -120,7 +120,7 @@ export default class Restore extends CriuCommand {
     'verify-images': Flags.boolean({
       allowNo: true,
       default: true,
-      description: 'With a manifest (written by `checkpoint`), every file\'s size and XXH64 digest must match it: the small images before CRIU starts, the pages images while CRIU reads them (a mismatch found then kills the restored tree, exit 1). Without one (a plain `criu dump`), the images the process tree needs must be there, their headers and records must decode, and the pages images must be as long as the pagemaps say. --no-verify-images skips both. `checkpoint verify` runs the same checks without restoring.',
+      description: 'With a manifest (written by `checkpoint`), every file\'s size and XXH64 digest must match it: the small images before CRIU starts, the pages images while CRIU reads them (a mismatch found then kills the restored tree, exit 1). Without one (a plain `criu dump`), the images the process tree needs must be there, their headers and records must decode, and the pages images must be as long as the pagemaps say. --no-verify-images skips both. `<%= config.bin %> checkpoint<%= config.topicSeparator %>verify` runs the same checks without restoring.',
       summary: 'Check the checkpoint for damage before the restored tree runs (default on).',
     }),
     verbose: Flags.integer({

@@ -303,7 +303,7 @@ export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO
 
   io.progress?.('start', `Checkpointing process ${request.pid} with CRIU ${version.text}`)
   const run = new CriuRun({argv, criu, inheritFds: [], logFile, ...criuLimits(request)}, env)
-  const release = supervise(run, request.timeout, io, 'the checkpoint is incomplete')
+  const release = supervise(run, request.timeout, io, {aftermath: 'the checkpoint is incomplete', workDir})
   try {
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')

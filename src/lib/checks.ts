@@ -3,6 +3,7 @@
  * hook runs them before the command starts, and the restore library runs them again for
  * callers that do not go through oclif.
  */
+import {commandLine} from './cli-names.js'
 import {formatJoinNs, joinLabel, JoinNsSpec, quote} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 
@@ -22,9 +23,34 @@ export interface JoinOptions {
 }
 
 export interface Problem {
+  /** One line on what to do about it, when there is one. */
+  readonly hint?: string
   readonly message: string
   /** An error stops the command; a warning is printed and the command goes on. */
   readonly severity: 'error' | 'warning'
+}
+
+/**
+ * `-J user:PID:UID:GID` with a UID other than 0 cannot work with CRIU 4.2.1's restore: in the
+ * joined user namespace it calls setuid(UID) before setgid(GID) (criu/namespaces.c,
+ * switch_user_join_ns), so with any UID but 0 it has already dropped the capability it needs
+ * for setgid, which fails with EPERM, and the restore with it. (Through CRIU's command line the
+ * IDs were read from freed memory, i.e. not reliably applied at all.) The restored tasks take
+ * their credentials from the checkpoint either way. Pure.
+ */
+export function userIdsProblem(spec: JoinNsSpec): Problem | undefined {
+  if (spec.ns.name !== 'user' || spec.uid === undefined || spec.uid === 0) return undefined
+  return {
+    hint: `leave out :UID:GID (-J user:${spec.target.kind === 'pid' ? spec.target.pid : spec.target.path}), or give :0:GID; \`${commandLine('ns:exec')}\` and \`${commandLine('launch')}\` do take any UID and GID`,
+    message: `--join-ns ${quote(formatJoinNs(spec))}: CRIU (4.2.1) cannot restore as UID ${spec.uid} in the joined user namespace: it switches the UID before the GID, and once it is not UID 0 it may no longer switch the GID (setgid fails with EPERM), so the restore would fail. (CRIU's own command line seems to take these IDs, but it reads them from memory it has already freed and does not apply them.) The restored tasks take their credentials from the checkpoint either way`,
+    severity: 'error',
+  }
+}
+
+/** The hints of these problems, each once, on one line; undefined when none has one. Pure. */
+export function hintOf(problems: readonly Problem[]): string | undefined {
+  const hints = [...new Set(problems.map(p => p.hint).filter(h => h !== undefined))]
+  return hints.length > 0 ? hints.join('; ') : undefined
 }
 
 /** Every problem found, errors first, in the order of the user's flags. */
@@ -58,20 +84,30 @@ export function findProblems(options: JoinOptions): Problem[] {
     }
 
     if (spec.ns.name === 'user' && options.forCriu !== false) {
-      for (const [what, id] of [['UID', spec.uid], ['GID', spec.gid]] as const) {
-        if (id !== undefined && id > CRIU_MAX_JOIN_ID) {
-          error(`${joinLabel(spec)}: CRIU accepts a ${what} up to ${CRIU_MAX_JOIN_ID} when joining a user namespace, not ${id}`)
-        }
-      }
-
-      if (!options.allowUserNs) {
-        warnings.push({
-          message: `${joinLabel(spec)}: ${spec.ns.note}`,
-          severity: 'warning',
-        })
-      }
+      const user = userJoinProblems(spec, options.allowUserNs)
+      errors.push(...user.filter(p => p.severity === 'error'))
+      warnings.push(...user.filter(p => p.severity === 'warning'))
     }
   }
 
   return [...errors, ...warnings]
+}
+
+/** What CRIU makes of a user join: its ID limits, the UID rule, its warning. Pure. */
+function userJoinProblems(spec: JoinNsSpec, allowUserNs: boolean | undefined): Problem[] {
+  const problems: Problem[] = []
+  for (const [what, id] of [['UID', spec.uid], ['GID', spec.gid]] as const) {
+    if (id !== undefined && id > CRIU_MAX_JOIN_ID) {
+      problems.push({message: `${joinLabel(spec)}: CRIU accepts a ${what} up to ${CRIU_MAX_JOIN_ID} when joining a user namespace, not ${id}`, severity: 'error'})
+    }
+  }
+
+  // A user join with another UID than 0 is refused either way: here when the target is
+  // /proc/PID/ns/user (a user namespace, so nothing is to be said first); after pinning when
+  // it is a file, which might not be a user namespace at all, the first thing to say then
+  // (restore.ts, userIdsRefusal). A join that is refused gets no warning.
+  const ids = userIdsProblem(spec)
+  if (ids && spec.target.kind === 'pid' && spec.uid! <= CRIU_MAX_JOIN_ID) problems.push(ids)
+  if (!allowUserNs && !ids) problems.push({message: `${joinLabel(spec)}: ${spec.ns.note}`, severity: 'warning'})
+  return problems
 }

@@ -3,7 +3,10 @@
  * or a timeout, and say why it was stopped. What to do with the result is the caller's.
  */
 import {ChildProcess, spawn, StdioOptions} from 'node:child_process'
-import {statSync} from 'node:fs'
+import {
+  closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, statSync, writeSync,
+} from 'node:fs'
+import {resolve, sep} from 'node:path'
 import {Readable} from 'node:stream'
 
 import type {CriuStats} from './image-reader.js'
@@ -167,12 +170,85 @@ export class CriuRun {
   }
 }
 
-/** Poll CRIU's log: stop CRIU when it grows past the limit or stays silent past the stall limit. */
-function watchLog(run: CriuRun, aftermath: string): NodeJS.Timeout | undefined {
+/**
+ * What is kept of a log CRIU was stopped for (a looping CRIU 4.2.1 logs about 40 MB a second,
+ * so the log holds the limit and more): its start, which says what CRIU was restoring, and its
+ * end, which says where it looped, with a marker line between. At most 1 MiB and 4 MiB, and at
+ * most a quarter and a half of the limit, so that a stopped log is always cut.
+ */
+export function logCutSizes(limitMib: number): {headBytes: number; tailBytes: number} {
+  const limit = limitMib * 1024 * 1024
+  return {headBytes: Math.floor(Math.min(1024 * 1024, limit / 4)), tailBytes: Math.floor(Math.min(4 * 1024 * 1024, limit / 2))}
+}
+
+/** The line that stands for what was cut out of a log. */
+export const logCutMarker = (bytes: number) => `\n[oclif-plugin-criu: ${bytes} bytes of CRIU's log cut out here; CRIU was stopped at --log-limit]\n`
+
+/**
+ * Cut a log down to its first headBytes and last tailBytes, at line ends, with logCutMarker
+ * between; in place (the same file). Nothing is cut from a log no longer than both. Returns the
+ * bytes cut out. Call it once the writer has exited.
+ */
+export function cutLog(file: string, headBytes: number, tailBytes: number): number {
+  const fd = openSync(file, 'r+')
+  try {
+    const {size} = statSync(file)
+    if (size <= headBytes + tailBytes) return 0
+    const head = Buffer.alloc(headBytes)
+    readSync(fd, head, 0, headBytes, 0)
+    const tail = Buffer.alloc(tailBytes)
+    readSync(fd, tail, 0, tailBytes, size - tailBytes)
+    // Whole lines: the head up to its last line end, the tail from after its first.
+    const headEnd = head.lastIndexOf(0x0A) + 1 || headBytes
+    const tailStart = tail.indexOf(0x0A) + 1 || 0
+    const kept = tail.subarray(tailStart)
+    const cut = size - headEnd - kept.length
+    const marker = Buffer.from(logCutMarker(cut).slice(1)) // the head ends with a line end already
+    writeSync(fd, marker, 0, marker.length, headEnd)
+    writeSync(fd, kept, 0, kept.length, headEnd + marker.length)
+    ftruncateSync(fd, headEnd + marker.length + kept.length)
+    return cut
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Whether the process has exited (gone, or a zombie not yet reaped): it writes nothing more. */
+function hasExited(pid: number | undefined): boolean {
+  if (pid === undefined || !existsSync(`/proc/${pid}`)) return true
+  try {
+    return /^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return true
+  }
+}
+
+const mib = (bytes: number) => `${Number((bytes / 1024 / 1024).toFixed(2))} MiB`
+
+/**
+ * Poll CRIU's log: stop CRIU when it grows past the limit or stays silent past the stall limit.
+ * A log stopped at the limit inside workDir (the run's work folder, temporary or --work-dir) is
+ * cut by `cut` (cutLog), which supervise's release runs: not when CRIU exits, as the restored
+ * tasks write to the same log from CRIU's restorer code (a looping restore keeps writing) until
+ * the caller has ended them. A log outside it (the user's own --log-file) is left whole.
+ */
+function watchLog(run: CriuRun, aftermath: string, workDir: string | undefined): {cut: () => void; timer: NodeJS.Timeout} | undefined {
   const {file, limitMib} = run.log
   if (file === undefined) return undefined
   let last = {at: Date.now(), size: -1}
-  return setInterval(() => {
+  let pendingCut = false
+  const cut = () => {
+    if (!pendingCut || !hasExited(run.pid)) return
+    pendingCut = false
+    const {headBytes, tailBytes} = logCutSizes(limitMib)
+    try {
+      cutLog(file, headBytes, tailBytes)
+    } catch {
+      // Gone or unreadable meanwhile: there is nothing to keep small.
+    }
+  }
+
+  const timer = setInterval(() => {
     const size = fileSize(file)
     if (size === undefined) return // a pipe or terminal: nothing to measure
     if (size !== last.size) last = {at: Date.now(), size}
@@ -185,13 +261,24 @@ function watchLog(run: CriuRun, aftermath: string): NodeJS.Timeout | undefined {
       ))
     }
 
-    if (size <= limitMib * 1024 * 1024) return
+    if (size <= limitMib * 1024 * 1024 || run.stopped) return
+    let what = ''
+    if (workDir !== undefined) {
+      const inWorkDir = resolve(file).startsWith(resolve(workDir) + sep)
+      const {headBytes, tailBytes} = logCutSizes(limitMib)
+      what = inWorkDir
+        ? `. The log was cut to its first ${mib(headBytes)} and its last ${mib(tailBytes)}, a marker line between them saying how much was cut out`
+        : '. The log was left whole: it is your --log-file, outside the work folder'
+      pendingCut = inWorkDir
+    }
+
     run.stop(new FailedError(
-      `CRIU's log grew past ${limitMib} MiB (${(size / 1024 / 1024).toFixed(0)} MiB in ${file}); CRIU was stopped and ${aftermath}`,
+      `CRIU's log grew past ${limitMib} MiB (${(size / 1024 / 1024).toFixed(0)} MiB in ${file}); CRIU was stopped and ${aftermath}${what}`,
       `CRIU was most likely looping (a damaged checkpoint can do that; \`${commandLine('checkpoint:verify')}\` checks one); if its log is really that large, raise --log-limit`,
       file,
     ))
   }, LOG_POLL_MS)
+  return {cut, timer}
 }
 
 /** How big a file is now: 0 while it does not exist, undefined when it is not a regular file. */
@@ -205,17 +292,26 @@ function fileSize(path: string): number | undefined {
  * Stop CRIU on SIGINT/SIGTERM, after the timeout, when its log grows past the run's log limit
  * (a looping CRIU must not fill the disk) and when its log stays silent past the run's stall
  * limit (a stuck CRIU must end without --timeout); returns the function that undoes them.
+ * aftermath: what the messages say is the state once CRIU was stopped. workDir: the run's work
+ * folder; a log in it that was stopped at the limit is cut (watchLog) by the returned function:
+ * call it once CRIU and every task it restored have ended.
  */
-export function supervise(run: CriuRun, timeout: number | undefined, io: CriuIO, aftermath = 'nothing restored is left running'): () => void {
+export function supervise(
+  run: CriuRun,
+  timeout: number | undefined,
+  io: CriuIO,
+  {aftermath = 'nothing restored is left running', workDir}: {aftermath?: string; workDir?: string} = {},
+): () => void {
   const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
   const timer = timeout === undefined
     ? undefined
     : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`)), timeout * 1000)
-  const watch = watchLog(run, aftermath)
-  watch?.unref()
+  const watch = watchLog(run, aftermath, workDir)
+  watch?.timer.unref()
   return () => {
     if (timer) clearTimeout(timer)
-    if (watch) clearInterval(watch)
+    if (watch) clearInterval(watch.timer)
+    watch?.cut()
     unregister?.()
   }
 }

@@ -296,6 +296,19 @@ export function criuEnvironment(version: CriuVersion, breakpointsWork: () => boo
 
 export type Exit = {code: null | number; signal: NodeJS.Signals | null}
 
+/** A CRIU that ran and ended badly: which CRIU it was is a fact of its own (--json's `ran`). */
+export class CriuFailedError extends FailedError {
+  constructor(
+    message: string,
+    hint: string | undefined,
+    logFile: string,
+    /** Which CRIU ran: version, path and why that one (describeCriu). */
+    readonly ran?: string,
+  ) {
+    super(message, hint, logFile)
+  }
+}
+
 /** The error for a CRIU that ended badly: its first error lines (else its stderr), which CRIU ran, its log, a hint. */
 export function criuFailure(action: 'dump' | 'restore', logFile: string, exit: Exit, {ran, stderr = ''}: {ran?: string; stderr?: string} = {}): FailedError {
   let log = ''
@@ -309,7 +322,7 @@ export function criuFailure(action: 'dump' | 'restore', logFile: string, exit: E
   const shown = lines.length > 0 ? lines : stderr.trim().split('\n').filter(Boolean).slice(0, 5)
   const detail = shown.map(l => `\n  ${l}`).join('')
   const which = ran ? `\nRan: ${ran}` : ''
-  return new FailedError(`CRIU ${action} failed (${exit.signal ?? `exit code ${exit.code}`})${detail}${which}\nLog: ${logFile}`, hintFor(log + stderr), logFile)
+  return new CriuFailedError(`CRIU ${action} failed (${exit.signal ?? `exit code ${exit.code}`})${detail}${which}\nLog: ${logFile}`, hintFor(log + stderr), logFile, ran)
 }
 
 /** An error CRIU prints on every run on these machines, and that changes nothing. */

@@ -17,6 +17,8 @@ export interface ErrorReport {
   logFile?: string
   /** What was wrong, naming the flag and the token; may have more than one line. */
   message: string
+  /** Which CRIU ran (version, path, why that one), when CRIU ran and failed. */
+  ran?: string
 }
 
 /** oclif's parser ends its messages with this line; the report makes it the hint. */
@@ -36,7 +38,9 @@ export function isExit(error: unknown): boolean {
  */
 export function reportOf(error: unknown, help?: string): ErrorReport {
   if (error instanceof CriuPluginError) {
-    return withoutUndefined({exitCode: error.exitCode, hint: error.hint, logFile: error.logFile, message: error.message})
+    // `ran`: set by criu.ts's CriuFailedError, read by its shape so that the hook loads no more.
+    const {ran} = error as {ran?: unknown}
+    return withoutUndefined({exitCode: error.exitCode, hint: error.hint, logFile: error.logFile, message: error.message, ran: typeof ran === 'string' ? ran : undefined})
   }
 
   const e = (error ?? {}) as {message?: unknown; oclif?: {exit?: unknown}; userMessage?: unknown}
@@ -61,9 +65,15 @@ export function errorText(report: ErrorReport): string {
   return `Error: ${report.message}\n${report.hint ? `Hint: ${report.hint}\n` : ''}`
 }
 
-/** The object --json prints: `{"error": {...}}`, the same for every command and every stage. */
+/**
+ * The object --json prints: `{"error": {...}}`, the same for every command and every stage.
+ * Each fact once: the message loses its `Ran: ...` and `Log: ...` lines, which `ran` and
+ * `logFile` carry (the text on stderr keeps them).
+ */
 export function errorJson(report: ErrorReport): {error: ErrorReport} {
-  return {error: report}
+  const repeated = new Set([report.logFile === undefined ? undefined : `Log: ${report.logFile}`, report.ran === undefined ? undefined : `Ran: ${report.ran}`])
+  const message = report.message.split('\n').filter(line => !repeated.has(line)).join('\n')
+  return {error: {...report, message}}
 }
 
 /** JSON as the plugin prints it: indented, never coloured, one object, a final newline. */

@@ -120,6 +120,12 @@ export function checkImagesDir(dir: string, flag = '--images-dir', options: {all
   }
 
   if (!st.isDirectory()) throw new RefusedError(`${flag} ${quote(dir)}: not a folder`)
+  const inventory = join(dir, 'inventory.img')
+  const notCheckpoint = () => new RefusedError(`${flag} ${quote(dir)}: not a CRIU checkpoint (it has no inventory.img)`, `give the folder \`criu dump -D\` (or \`${commandLine('checkpoint', '-D')}\`) wrote`)
+  // A folder that is no checkpoint at all (restore -D /etc) is told so first, not what its files
+  // would mean in a checkpoint. Looked up, not opened: the folder is not trusted yet (an
+  // inventory.img that is a FIFO would block an open).
+  if (!present(inventory)) throw notCheckpoint()
   if (!options.allowUntrusted) {
     let untrusted: string | undefined
     try {
@@ -131,12 +137,11 @@ export function checkImagesDir(dir: string, flag = '--images-dir', options: {all
     if (untrusted) throw new RefusedError(`${flag} ${quote(dir)}: ${untrusted}; someone other than root could have changed the checkpoint, and CRIU restores it as root`, UNTRUSTED_IMAGES_HINT)
   }
 
-  const inventory = join(dir, 'inventory.img')
   let fd: number
   try {
     fd = openSync(inventory, 'r')
   } catch {
-    throw new RefusedError(`${flag} ${quote(dir)}: not a CRIU checkpoint (it has no inventory.img)`, `give the folder \`criu dump -D\` (or \`${commandLine('checkpoint', '-D')}\`) wrote`)
+    throw notCheckpoint()
   }
 
   const head = new Uint8Array(8)
@@ -150,5 +155,16 @@ export function checkImagesDir(dir: string, flag = '--images-dir', options: {all
 
   if (!isInventoryHeader(head)) {
     throw new RefusedError(`${flag} ${quote(dir)}: inventory.img is not a CRIU image (wrong magic number)`)
+  }
+}
+
+/** Whether a directory entry is there (a dangling link is), without following or opening it. */
+function present(path: string): boolean {
+  try {
+    lstatSync(path)
+    return true
+  } catch (error) {
+    // Only "there is none" says no; any other error is for the checks that follow to tell.
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT'
   }
 }

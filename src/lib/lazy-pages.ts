@@ -254,7 +254,7 @@ export class LazyPages {
     const plan = planLazyPages(facts)
     const run = new DaemonRun(plan, facts.env, {detached: true, statusPipe: true})
     const lazy = new LazyPages(plan, total, run)
-    lazy.unsupervise = supervise(run, facts.timeout, io, 'the restored tree, if any, was ended first')
+    lazy.unsupervise = supervise(run, facts.timeout, io, {aftermath: 'the restored tree, if any, was ended first'})
     const ready = new Promise<boolean>(done => {
       run.status!.once('data', () => done(true))
       run.status!.once('end', () => done(false))

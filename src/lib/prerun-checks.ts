@@ -6,8 +6,8 @@
  */
 import {Errors, Flags, Hook, Parser} from '@oclif/core'
 
-import {findProblems} from '../lib/checks.js'
-import {commandLine} from '../lib/cli-names.js'
+import {findProblems, hintOf} from '../lib/checks.js'
+import {commandLine, useCliNames} from '../lib/cli-names.js'
 import {printError, reportOf, wantsJson} from '../lib/error-output.js'
 import {RefusedError} from '../lib/errors.js'
 import {userFacingMessage} from '../lib/flags.js'
@@ -17,6 +17,8 @@ export async function checkJoinOptions(
   {argv, Command}: Parameters<Hook.Prerun>[0],
   checks: 'criu' | 'plain',
 ): Promise<void> {
+  // The hook runs before the command's init(): messages name commands in this host's words.
+  useCliNames({bin: this.config.bin, topicSeparator: this.config.topicSeparator})
   const json = wantsJson(argv, Command.enableJsonFlag, this.config.scopedEnvVar?.('CONTENT_TYPE'))
   const refuse = (error: unknown): never => {
     const report = reportOf(error, commandLine(Command.id, '--help'))
@@ -46,8 +48,9 @@ export async function checkJoinOptions(
     forCriu: checks === 'criu',
     joinNs: flags['join-ns'] as never,
   })
-  // With --json the command puts the warnings into its JSON (restore: `warnings`).
-  if (!json) for (const p of problems) if (p.severity === 'warning') process.stderr.write(`Warning: ${p.message}\n`)
+  // A refused command prints only its refusal: no warning about what it will not do.
   const errors = problems.filter(p => p.severity === 'error')
-  if (errors.length > 0) refuse(new RefusedError(errors.map(p => p.message).join('\n')))
+  if (errors.length > 0) refuse(new RefusedError(errors.map(p => p.message).join('\n'), hintOf(errors)))
+  // With --json the command puts the warnings into its JSON (restore: `warnings`).
+  if (!json) for (const p of problems) process.stderr.write(`Warning: ${p.message}\n`)
 }

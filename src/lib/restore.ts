@@ -11,7 +11,7 @@ import {dirname, join, resolve} from 'node:path'
 import type {CriuStats} from './image-reader.js'
 
 import {criuCapabilities, hasAdminCapability} from './capabilities.js'
-import {findProblems} from './checks.js'
+import {findProblems, hintOf, userIdsProblem} from './checks.js'
 import {encodeRestoreRequest, restoreOverRpc, RpcRestoreOptions} from './criu-rpc.js'
 import {
   CriuIO, criuLimits, CriuRun, formatCommand, readStats, shellQuote, supervise,
@@ -417,21 +417,10 @@ export function userJoinRefusal(joins: readonly UserJoinFacts[], specs: readonly
   return undefined
 }
 
-/**
- * `-J user:PID:UID:GID` with a UID other than 0 cannot work with CRIU 4.2.1's restore: in the
- * joined user namespace it calls setuid(UID) before setgid(GID) (criu/namespaces.c,
- * switch_user_join_ns), so with any UID but 0 it has already dropped the capability it needs
- * for setgid, which fails with EPERM, and the restore with it. (Through CRIU's command line the
- * IDs were read from freed memory, i.e. not reliably applied at all.) The restored tasks take
- * their credentials from the checkpoint either way. Refused before anything starts. Pure.
- */
+/** userIdsProblem (checks.ts) for every user join, as the refusal it is. Pure. */
 export function userIdsRefusal(specs: readonly JoinNsSpec[]): RefusedError | undefined {
-  const bad = specs.find(s => s.ns.name === 'user' && s.uid !== undefined && s.uid !== 0)
-  if (!bad) return undefined
-  return new RefusedError(
-    `--join-ns ${quote(formatJoinNs(bad))}: CRIU (4.2.1) cannot restore as UID ${bad.uid} in the joined user namespace: it switches the UID before the GID, and once it is not UID 0 it may no longer switch the GID (setgid fails with EPERM), so the restore would fail. (CRIU's own command line seems to take these IDs, but it reads them from memory it has already freed and does not apply them.) The restored tasks take their credentials from the checkpoint either way`,
-    `leave out :UID:GID (-J user:${bad.target.kind === 'pid' ? bad.target.pid : bad.target.path}), or give :0:GID; \`ns exec\` and \`launch\` do take any UID and GID`,
-  )
+  const bad = specs.map(s => userIdsProblem(s)).find(p => p !== undefined)
+  return bad && new RefusedError(bad.message, bad.hint)
 }
 
 /**
@@ -457,8 +446,9 @@ function userMapsOf(spec: JoinNsSpec, pin: PinnedNamespace): UserJoinFacts['maps
 
 /** Everything before CRIU starts: the same for a real run and a dry run. */
 async function prepare(request: RestoreRequest) {
-  const problems = [...findProblems(request).filter(p => p.severity === 'error').map(p => p.message), ...lazyPagesProblems(request)]
-  if (problems.length > 0) throw new RefusedError(problems.join('\n'))
+  const errors = findProblems(request).filter(p => p.severity === 'error')
+  const problems = [...errors.map(p => p.message), ...lazyPagesProblems(request)]
+  if (problems.length > 0) throw new RefusedError(problems.join('\n'), hintOf(errors))
   if (!request.dryRun && !hasAdminCapability()) {
     throw new FailedError('restore needs root: joining namespaces and running CRIU need CAP_SYS_ADMIN', 'run it as root (sudo)')
   }
@@ -828,7 +818,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
     pagesCheck = startPages(request.imagesDir, integrity)
     lazy = await startLazyPages(request, {criu, env, workDir}, io)
     run = new CriuRun({...plan, ...criuLimits(request)}, env, {rpc: true})
-    release = supervise(run, request.timeout, io)
+    release = supervise(run, request.timeout, io, {workDir})
     const {exit, pid} = await converse(run, plan, check)
     // An attached restore's spinner stops below, with what it waits for.
     if (pid === undefined || request.detached) stopProgress(io, pid)

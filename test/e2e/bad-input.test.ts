@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import {execFileSync, spawnSync} from 'node:child_process'
 import {
-  chmodSync, mkdirSync, readFileSync, writeFileSync,
+  chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync,
 } from 'node:fs'
 import {createServer, Server} from 'node:net'
 import {join} from 'node:path'
@@ -60,6 +60,14 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
     mkdirSync(join(dir, 'notckpt'))
     writeFileSync(join(dir, 'notckpt', 'inventory.img'), Buffer.from('this is no CRIU image'))
     mkdirSync(join(dir, 'invdir', 'inventory.img'), {recursive: true})
+    // No checkpoint, and a link out of the folder: what a folder like /etc looks like.
+    mkdirSync(join(dir, 'linkout'))
+    symlinkSync('/etc/hostname', join(dir, 'linkout', 'hostname'))
+    // A checkpoint folder anyone can write to, as /tmp is (it has an inventory.img: a folder
+    // without one is told first that it is no checkpoint).
+    mkdirSync(join(dir, 'open'))
+    writeFileSync(join(dir, 'open', 'inventory.img'), '')
+    chmodSync(join(dir, 'open'), 0o1777)
     const oldcriu = join(dir, 'old-criu')
     writeFileSync(oldcriu, '#!/bin/sh\necho "Version: 3.11"\n')
     chmodSync(oldcriu, 0o755)
@@ -77,7 +85,9 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
       file,
       holder: String(holder.pid),
       inventorydir: join(dir, 'invdir'),
+      linkout: join(dir, 'linkout'),
       notckpt: join(dir, 'notckpt'),
+      opendir: join(dir, 'open'),
       oldcriu,
       sock,
       wrapper,
@@ -143,7 +153,7 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
       expect(out.error.exitCode).to.equal(bad.exit)
       expect(flat(out.error.message), 'names the same flag and token').to.include(fill(bad.message))
       expect(Object.keys(out.error).sort()).to.include.members(['exitCode', 'message'])
-      for (const key of Object.keys(out.error)) expect(['exitCode', 'hint', 'logFile', 'message']).to.include(key)
+      for (const key of Object.keys(out.error)) expect(['exitCode', 'hint', 'logFile', 'message', 'ran']).to.include(key)
       expect(r.stdout).not.to.match(/undefined|\[object Object\]/)
       expect(r.stdout, 'never coloured').not.to.include('\u001B[')
       nothingHappened()

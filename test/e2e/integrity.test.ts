@@ -6,7 +6,7 @@ import {
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {CriuRun, supervise} from '../../src/lib/criu-run.js'
+import {CriuRun, logCutMarker, supervise} from '../../src/lib/criu-run.js'
 import {CriuPluginError, FailedError} from '../../src/lib/errors.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {MANIFEST_FILE} from '../../src/lib/manifest.js'
@@ -248,6 +248,41 @@ describe('integrity: a damaged checkpoint is never restored, never hangs, never 
     expect(criusLeft).to.deep.equal([])
     expect(statSync(join(work, 'restore.log')).size, 'and the log no longer grows').to.equal(logSize)
     expect(Date.now() - started).to.be.lessThan(60_000)
+
+    // The log in the work folder was cut: its first part (at most 1 MiB, a quarter of the limit),
+    // a marker saying how much went, its last part (at most 2 MiB, half the limit).
+    expect(flat(r.stderr)).to.include('The log was cut to its first 1 MiB and its last 2 MiB, a marker line between them saying how much was cut out')
+    const log = readFileSync(join(work, 'restore.log'), 'latin1')
+    const marker = /\n\[oclif-plugin-criu: (\d+) bytes of CRIU's log cut out here; CRIU was stopped at --log-limit\]\n/.exec(log)!
+    expect(marker, 'the marker line').not.to.equal(null)
+    const head = log.slice(0, marker.index + 1)
+    const tail = log.slice(marker.index + marker[0].length)
+    expect(head.length).to.be.at.most(1 << 20)
+    expect(tail.length).to.be.at.most(2 << 20)
+    expect(logSize).to.equal(head.length + marker[0].length - 1 + tail.length)
+    // What CRIU wrote first (its run id and version), and what it wrote last (the loop).
+    expect(head).to.match(/^\(00\.0+\) CRIU run id = /)
+    expect(head).to.match(/\) Version: \d+\.\d+/)
+    expect(tail.split('\n').slice(-5).join('\n')).to.match(/pie: \d+: /)
+    expect(head.length + Number(marker[1]) + tail.length, 'the log was past the limit before the cut').to.be.greaterThan(4 << 20)
+  })
+
+  it('a --log-file outside the work folder, past --log-limit: CRIU is stopped and the user\'s file is left whole, as the message says', async () => {
+    const holder = await startHolder(['net'])
+    const source = checkpoints.plain
+    const dir = tempDir('criu-damaged-')
+    const work = tempDir('criu-work-')
+    const own = join(tempDir('criu-own-log-'), 'my.log')
+    cpSync(source.dir, dir)
+    truncateSync(join(dir, 'pages-1.img'), 0)
+    const r = runCli(['restore', '-D', dir, '-J', `net:${holder.pid}`, '--no-verify-images', '--log-limit', '4', '-W', work, '--log-file', own], {}, 90_000)
+    expect(r.code, r.stderr).to.equal(1)
+    expect(flat(r.stderr)).to.include('CRIU\'s log grew past 4 MiB')
+    expect(flat(r.stderr)).to.include('The log was left whole: it is your --log-file, outside the work folder')
+    const log = readFileSync(own, 'latin1')
+    expect(log.length, 'whole: past the limit').to.be.greaterThan(4 << 20)
+    expect(log).not.to.include('[oclif-plugin-criu:')
+    expect(existsSync(`/proc/${source.pid}`), 'the spinning restored task is gone and reaped').to.equal(false)
   })
 
   it('supervise stops any CRIU run whose log passes the limit (the path restore and checkpoint share)', async () => {
@@ -255,13 +290,54 @@ describe('integrity: a damaged checkpoint is never restored, never hangs, never 
     const log = join(dir, 'log')
     // A stand-in for a looping CRIU: writes its log as fast as it can. What is tested is supervise.
     const run = new CriuRun({argv: ['-c', `exec yes looping > ${log}`], criu: '/bin/sh', inheritFds: [], logFile: log, logLimitMib: 2}, process.env)
-    const release = supervise(run, undefined, {}, 'the checkpoint is incomplete')
+    const release = supervise(run, undefined, {}, {aftermath: 'the checkpoint is incomplete'})
     const exit = await run.exited
     release()
     expect(exit.signal).to.equal('SIGKILL')
     expect(run.stopped).to.be.instanceOf(FailedError)
     expect(run.stopped!.message).to.match(/^CRIU's log grew past 2 MiB \(\d+ MiB in .*\); CRIU was stopped and the checkpoint is incomplete$/)
     expect(run.stopped!.exitCode).to.equal(1)
+  })
+
+  it('supervise cuts a log in the work folder stopped at the limit to its first and last lines, the bytes cut in a marker; one outside stays whole', async () => {
+    const dir = tempDir('criu-log-')
+    const log = join(dir, 'log')
+    // A stand-in whose log can be checked line by line: 1, 2, 3, ... as fast as it can.
+    const run = new CriuRun({argv: ['-c', `exec seq 1 1000000000 > ${log}`], criu: '/bin/sh', inheritFds: [], logFile: log, logLimitMib: 2}, process.env)
+    const release = supervise(run, undefined, {}, {aftermath: 'the checkpoint is incomplete', workDir: dir})
+    await run.exited
+    release()
+    expect(run.stopped!.message).to.match(/^CRIU's log grew past 2 MiB \(\d+ MiB in .*\); CRIU was stopped and the checkpoint is incomplete\. /)
+    expect(run.stopped!.message).to.match(/The log was cut to its first 0\.5 MiB and its last 1 MiB, a marker line between them saying how much was cut out$/)
+    const text = readFileSync(log, 'utf8')
+    const marker = /\n\[oclif-plugin-criu: (\d+) bytes of CRIU's log cut out here; CRIU was stopped at --log-limit\]\n/.exec(text)!
+    expect(marker).not.to.equal(null)
+    expect(marker[0]).to.equal(logCutMarker(Number(marker[1])))
+    const head = text.slice(0, marker.index).split('\n').map(Number)
+    const tail = text.slice(marker.index + marker[0].length).split('\n')
+    tail.pop() // the line seq was writing when it was killed, or the empty string after the last line end
+    const tailNumbers = tail.map(Number)
+    // The head is the log's start, the tail consecutive lines of its end.
+    expect(head.slice(0, 3)).to.deep.equal([1, 2, 3])
+    for (const [i, n] of head.entries()) expect(n, 'head line').to.equal(i + 1)
+    for (const [i, n] of tailNumbers.entries()) expect(n, 'tail line').to.equal(tailNumbers[0] + i)
+    expect(text.slice(0, marker.index + 1).length).to.be.at.most(512 * 1024)
+    expect(text.length - marker.index - marker[0].length).to.be.at.most(1024 * 1024)
+    // The marker's count is exactly the lines between head and tail.
+    let between = 0
+    for (let n = head.at(-1)! + 1; n < tailNumbers[0]; n++) between += String(n).length + 1
+    expect(Number(marker[1])).to.equal(between)
+    expect(between, 'most of a log past 2 MiB was cut').to.be.greaterThan(512 * 1024)
+
+    // The same, with the log outside the work folder: whole, and the message says so.
+    const outside = join(tempDir('criu-own-'), 'log')
+    const run2 = new CriuRun({argv: ['-c', `exec seq 1 1000000000 > ${outside}`], criu: '/bin/sh', inheritFds: [], logFile: outside, logLimitMib: 2}, process.env)
+    const release2 = supervise(run2, undefined, {}, {aftermath: 'the checkpoint is incomplete', workDir: dir})
+    await run2.exited
+    release2()
+    expect(run2.stopped!.message).to.match(/\. The log was left whole: it is your --log-file, outside the work folder$/)
+    expect(statSync(outside).size).to.be.greaterThan(2 << 20)
+    expect(readFileSync(outside, 'utf8')).not.to.include('[oclif-plugin-criu:')
   })
 
   it('a CRIU that is stuck and silent (held at its pre-resume stage): no --timeout, yet stopped after --stall-timeout; exit 1, nothing left running', async () => {

@@ -9,8 +9,11 @@ import {
   BIN, cleanup, criuPath, flat, killPid, nsInode, nsLink, requireRoot, startHolder, tempDir, startSleeper, track, waitFor,
 } from '../support/system.js'
 
+/** What --json says of an error (README "JSON output"). */
+type JsonError = {exitCode: number; hint?: string; logFile?: string; message: string; ran?: string}
+
 /** One JSON object on stdout, nothing on stderr, the exit code given: the --json contract (README "JSON output"). */
-function json(r: CliResult, code: number): Record<string, unknown> & {error?: {exitCode: number; hint?: string; logFile?: string; message: string}} {
+function json(r: CliResult, code: number): Record<string, unknown> & {error?: JsonError} {
   expect(r.stderr, 'nothing on stderr').to.equal('')
   expect(r.code, r.stdout).to.equal(code)
   const out = JSON.parse(r.stdout)
@@ -166,6 +169,15 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
       expect(again.error!.logFile).to.match(/restore\.log$/)
       expect(existsSync(again.error!.logFile!)).to.equal(true)
       expect(again.error!.message).to.include('CRIU restore failed')
+      // Each fact once: which CRIU ran and its log are fields, not lines of the message too.
+      expect(again.error!.ran).to.match(/^CRIU \d+\.\d+/).and.include(` at ${criuPath()} (from CRIU_PATH)`)
+      expect(again.error!.message).not.to.match(/^(Ran|Log):/m)
+      expect(again.error!.message).not.to.include(again.error!.logFile!)
+      // The text keeps both lines.
+      const text = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`])
+      expect(text.code).to.equal(1)
+      expect(text.stderr).to.include(`\nRan: ${again.error!.ran}\nLog: `)
+      removeKept(/^Log: (.*)$/m.exec(text.stderr)![1])
       removeKept(again.error!.logFile)
       killPid(first.pid as number)
     })

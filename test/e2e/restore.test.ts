@@ -101,8 +101,29 @@ describe('restore (real CRIU, real namespaces)', function () {
     const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}:1000:1000`, '--allow-user-ns', '-W', work])
     expect(r.code, r.stderr).to.equal(2)
     expect(flat(r.stderr)).to.include(`Error: --join-ns "user:${holder.pid}:1000:1000": CRIU (4.2.1) cannot restore as UID 1000 in the joined user namespace`)
-    expect(flat(r.stderr)).to.include(`Hint: leave out :UID:GID (-J user:${holder.pid})`)
+    expect(flat(r.stderr)).to.include(`Hint: leave out :UID:GID (-J user:${holder.pid}), or give :0:GID; \`mycli ns exec\` and \`mycli launch\` do take any UID and GID`)
     expect(readdirSync(work), 'nothing written').to.deep.equal([])
+    expect(alive(ckpt.pid), 'the checkpointed process is not restored').to.equal(false)
+  })
+
+  it('a refused user join prints its refusal only, no user-namespace warning; a file that is no user namespace is said first', async () => {
+    const ckpt = await checkpoint()
+    const holder = await startHolder(['user', 'net'])
+    const cases: [string[], string][] = [
+      [['-J', `user:${holder.pid}:1000:0`], `Error: --join-ns "user:${holder.pid}:1000:0": CRIU (4.2.1) cannot restore as UID 1000`],
+      [['-J', `user:${holder.pid}:1000:0`, '--allow-user-ns'], `Error: --join-ns "user:${holder.pid}:1000:0": CRIU (4.2.1) cannot restore as UID 1000`],
+      [['-J', `user:/proc/${holder.pid}/ns/user:1000`], `Error: --join-ns "user:/proc/${holder.pid}/ns/user:1000": CRIU (4.2.1) cannot restore as UID 1000`],
+      [['-J', `user:/proc/${holder.pid}/ns/net:1000`], `Error: --join-ns "user:/proc/${holder.pid}/ns/net:1000": /proc/${holder.pid}/ns/net is a net namespace, not a user namespace`],
+      [['-J', `user:${holder.pid}:70000`], `Error: --join-ns "user:${holder.pid}:70000": CRIU accepts a UID up to 65535 when joining a user namespace, not 70000`],
+    ]
+    for (const [args, said] of cases) {
+      const r = mycli(['restore', '-D', ckpt.dir, ...args])
+      expect(r.code, r.stderr).to.equal(2)
+      expect(r.stderr.startsWith(said), r.stderr).to.equal(true)
+      expect(r.stderr, args.join(' ')).not.to.match(/Warning|dangerous/)
+      expect(r.stderr.match(/^Error:/gm), 'one error').to.have.length(1)
+    }
+
     expect(alive(ckpt.pid), 'the checkpointed process is not restored').to.equal(false)
   })
 

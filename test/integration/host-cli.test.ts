@@ -184,6 +184,21 @@ describe('the plugin in host CLIs', function () {
         expect(help.stdout).to.include(`$ ${host.bin} ${commandId(host, 'ns exec')} -J net:1234 -J uts:1234 -- ip addr`)
         expect(help.stdout).not.to.match(host.bin === 'mycli' ? /ns:exec/ : /mycli|ns exec -J/)
         expect(help.stderr).to.equal('')
+        // Static help texts that name another command: rendered by the host with its bin and separator.
+        const verify = `\`${host.bin} ${commandId(host, 'checkpoint verify')}\``
+        for (const [argv, said] of [
+          [['checkpoint', '--help'], `\`${host.bin} restore\` and ${verify} check the checkpoint against it`],
+          [['checkpoint', '--help'], `\`${host.bin} ${commandId(host, 'criu check')}\` shows which work here`],
+          [['restore', '--help'], `${verify} runs the same checks without restoring`],
+          [['launch', '--help'], `as \`${host.bin} ${commandId(host, 'ns exec')}\` does`],
+          [['--help'], `check a checkpoint for damage (${host.bin} ${commandId(host, 'checkpoint verify')})`],
+        ] as const) {
+          const r = run([...argv])
+          expect(r.code, r.stderr).to.equal(0)
+          expect(flat(r.stdout), argv.join(' ')).to.include(said)
+          // (The root help shows hostctl's own description, which names mycli.)
+          if (host.bin !== 'mycli') expect(r.stdout, argv.join(' ')).not.to.match(argv[0] === '--help' ? /checkpoint verify/ : /mycli|checkpoint verify/)
+        }
       })
 
       describe('stderr is what the plugin prints on its own: no EEXIT, exit codes as documented', () => {

@@ -1,6 +1,7 @@
 import {Args, Errors, Flags, Parser} from '@oclif/core'
 import {expect} from 'chai'
 
+import {criuFailure} from '../../src/lib/criu.js'
 import {errorJson, errorText, isExit, reportOf, wantsJson} from '../../src/lib/error-output.js'
 import {FailedError, InterruptedError, RefusedError} from '../../src/lib/errors.js'
 import {joinDeniedHint} from '../../src/lib/exec.js'
@@ -65,6 +66,19 @@ describe('errors and --json', () => {
 
     it('JSON: the report under "error", nothing else', () => {
       expect(errorJson({exitCode: 2, message: 'm'})).to.deep.equal({error: {exitCode: 2, message: 'm'}})
+    })
+
+    it('a failed CRIU: the text says Ran: and Log:, the JSON says each once, as `ran` and `logFile`', () => {
+      const ran = 'CRIU 4.2.1 at /opt/criu (from CRIU_PATH)'
+      const log = '/nonexistent/w/restore.log' // no log: CRIU's stderr is shown
+      const error = criuFailure('restore', log, {code: 1, signal: null}, {ran, stderr: 'Error (criu/cr-restore.c:1237): Can\'t fork for 42: File exists\n'})
+      const report = reportOf(error)
+      expect(errorText(report)).to.equal(`Error: CRIU restore failed (exit code 1)\n  Error (criu/cr-restore.c:1237): Can't fork for 42: File exists\nRan: ${ran}\nLog: ${log}\nHint: ${report.hint}\n`)
+      expect(errorJson(report)).to.deep.equal({error: {
+        exitCode: 1, hint: report.hint, logFile: log, message: 'CRIU restore failed (exit code 1)\n  Error (criu/cr-restore.c:1237): Can\'t fork for 42: File exists', ran,
+      }})
+      // Only a line that is exactly the field goes; a message line that merely mentions the log stays.
+      expect(errorJson({exitCode: 1, logFile: log, message: `the daemon failed\nsee Log: ${log}\nLog: ${log}`}).error.message).to.equal(`the daemon failed\nsee Log: ${log}`)
     })
 
     it('decides --json as oclif\'s Command.jsonEnabled does: before any --, or <BIN>_CONTENT_TYPE=json', () => {

@@ -1,3 +1,4 @@
+import {Config, Help} from '@oclif/core'
 import {expect} from 'chai'
 import {spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
@@ -89,5 +90,44 @@ describe('help as a person reads it', () => {
     const text = help('restore', 80).replaceAll(/\s+/g, ' ')
     expect(text).to.include('- user (CRIU calls joining a user namespace dangerous')
     expect(text).to.include('--allow-user-ns')
+  })
+
+  // The plugin's help as a host with another name and ':' between topic and command renders it
+  // (the host's oclif renders the templates with its own config).
+  describe('in a host named hostctl whose topic separator is ":"', () => {
+    let config: Config
+    let text: (id?: string) => Promise<string>
+
+    before(async () => {
+      config = await Config.load(REPO)
+      config.bin = 'hostctl'
+      config.topicSeparator = ':'
+      text = async id => {
+        const out: string[] = []
+        const help = new (class extends Help {
+          protected override log(...args: string[]): void {
+            out.push(args.join(' '))
+          }
+        })(config, {stripAnsi: true})
+        await help.showHelp(id ? [id] : [])
+        return out.join('\n').replaceAll(/\s+/g, ' ')
+      }
+    })
+
+    for (const id of [undefined, 'checkpoint', 'restore', 'launch', 'criu:check', 'checkpoint:verify', 'ns:exec', 'ns:inspect']) {
+      it(`${id ?? 'the root help'}: every command it names is spelt hostctl TOPIC:COMMAND, never with a space`, async () => {
+        const said = await text(id)
+        expect(said).not.to.include('mycli')
+        // `criu check --feature` and "CRIU's own `criu check`" are CRIU's own command, not the plugin's.
+        expect(said).not.to.match(/\b(checkpoint verify|ns exec|ns inspect)\b|(?<!own `)\bcriu check(?! --feature)/)
+      })
+    }
+
+    it('names checkpoint:verify, criu:check and ns:exec in the host\'s words', async () => {
+      expect(await text('checkpoint')).to.include('`hostctl criu:check` shows which work here').and.include('`hostctl checkpoint:verify` check the checkpoint')
+      expect(await text('restore')).to.include('`hostctl checkpoint:verify` runs the same checks without restoring')
+      expect(await text('launch')).to.include('as `hostctl ns:exec` does')
+      expect(await text()).to.include('check a checkpoint for damage (hostctl checkpoint:verify)')
+    })
   })
 })
