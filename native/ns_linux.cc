@@ -703,19 +703,35 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
       r = waitpid(self->pid_, &status, WNOHANG);
     } while (r < 0 && errno == EINTR);
     if (r == 0) return;  // not yet (a spurious wake)
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    Napi::Object out = Napi::Object::New(env);
-    bool exited = r > 0 && WIFEXITED(status);
-    bool signalled = r > 0 && WIFSIGNALED(status);
-    out.Set("code", exited ? Napi::Number::New(env, WEXITSTATUS(status)) : env.Null());
-    out.Set("signal", signalled ? Napi::Number::New(env, WTERMSIG(status)) : env.Null());
     self->Stop();
+    napi_env env = self->Env();
     napi_remove_env_cleanup_hook(env, Teardown, self);
-    // MakeCallback: promise reactions queued by the callback run when it returns.
-    self->callback_.MakeCallback(env.Global(), {out}, self->context_);
-    self->callback_.Reset();
-    self->Unref();
+    // No C++ exception may leave a libuv callback (it would terminate the process): a JS error
+    // from the callback becomes an uncaught exception, and an env that can no longer run JS
+    // (shutting down) simply does not hear of the exit.
+    try {
+      Napi::HandleScope scope(env);
+      Napi::Object out = Napi::Object::New(env);
+      bool exited = r > 0 && WIFEXITED(status);
+      bool signalled = r > 0 && WIFSIGNALED(status);
+      out.Set("code", exited ? Napi::Number::New(env, WEXITSTATUS(status)) : Napi::Env(env).Null());
+      out.Set("signal", signalled ? Napi::Number::New(env, WTERMSIG(status)) : Napi::Env(env).Null());
+      // MakeCallback: promise reactions queued by the callback run when it returns.
+      self->callback_.MakeCallback(Napi::Env(env).Global(), {out}, self->context_);
+    } catch (const Napi::Error& e) {
+      // A termination (the env stopping) comes as an error without a value or message.
+      try {
+        napi_value error = e.Value();
+        if (error != nullptr && !e.Message().empty()) napi_fatal_exception(env, error);
+      } catch (...) {
+      }
+    } catch (...) {
+    }
+    try {
+      self->callback_.Reset();
+      self->Unref();
+    } catch (...) {
+    }
   }
 
   static void Teardown(void* self) { static_cast<ExitWatch*>(self)->Stop(); }
