@@ -14,21 +14,26 @@
  *   9. a host CLI's own command with the plugin installed vs without (bench/host-cost.ts)
  *  10. the post-restore gate: runRestore -J net (every task verified before resume) vs
  *      runRestore without -J (no gate), and the time CRIU spends in its action stages
+ *  11. starting CRIU (`criu --version`) from a process with oclif and the restore command
+ *      loaded: child_process.spawn() vs native startProgram() vs new CriuRun(), the call alone
  *
  * `--only=6,7` runs only those figures (`--gate` is `--only=10`).
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {closeSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
 import {criuCapabilities} from '../src/lib/capabilities.js'
 import {findProblems} from '../src/lib/checks.js'
+import {CriuRun} from '../src/lib/criu-run.js'
 import {judgeCriu} from '../src/lib/criu.js'
 import {parseJoinNs} from '../src/lib/join-ns.js'
 import {digestFile, writeManifest} from '../src/lib/manifest.js'
 import {namespaceByName} from '../src/lib/namespaces.js'
-import {PinnedNamespace, pinJoins, pinPid, setChildSubreaper, spawnJoined, waitPid} from '../src/lib/native.js'
+import {
+  PinnedNamespace, pinJoins, pinPid, setChildSubreaper, spawnJoined, startProgram, waitPid, watchExit,
+} from '../src/lib/native.js'
 import {runRestore} from '../src/lib/restore.js'
 import {judgeJoins, observeJoins, readRestoredTree} from '../src/lib/restored-tree.js'
 import {benchHostCost} from './host-cost.js'
@@ -509,6 +514,68 @@ async function benchGateVerdict(): Promise<void> {
   }
 }
 
+/**
+ * What starting CRIU costs the process that starts it, the way runRestore starts it: fork-based
+ * child_process.spawn (libuv forks the whole Node process and waits for the exec) vs
+ * posix_spawn (no page tables copied), from a process the size of a real restore (oclif and
+ * the restore command loaded). The start call alone, and start to exit; three sides
+ * interleaved, the order rotating each round.
+ */
+async function benchCriuStart(criuPath: string): Promise<void> {
+  await import('@oclif/core')
+  await import('../src/commands/restore.js')
+  const rssMiB = process.memoryUsage().rss / 1024 / 1024
+  const runs = QUICK ? 30 : 200
+  type Side = {call: number[]; total: number[]; run: () => Promise<{call: number; total: number}>}
+  const sides: Record<string, Side> = {
+    criuRun: {call: [], async run() {
+      const t0 = nowMs()
+      const run = new CriuRun({argv: ['--version'], criu: criuPath, inheritFds: []}, process.env)
+      const call = nowMs() - t0
+      const exit = await run.exited
+      if (exit.code !== 0) throw new Error(`criu --version: ${JSON.stringify(exit)}`)
+      return {call, total: nowMs() - t0}
+    }, total: []},
+    native: {call: [], async run() {
+      const t0 = nowMs()
+      const started = startProgram(criuPath, ['--version'], {env: process.env, fds: [], stderrPipe: true})
+      const call = nowMs() - t0
+      const exit = await watchExit(started.pid).exited
+      closeSync(started.stderr!)
+      if (exit.code !== 0) throw new Error(`criu --version: ${JSON.stringify(exit)}`)
+      return {call, total: nowMs() - t0}
+    }, total: []},
+    spawn: {call: [], async run() {
+      const t0 = nowMs()
+      const child = spawn(criuPath, ['--version'], {env: process.env, stdio: ['ignore', 'ignore', 'pipe']})
+      const call = nowMs() - t0
+      const code = await new Promise(resolve => {
+        child.once('close', resolve)
+      })
+      if (code !== 0) throw new Error(`criu --version: exit ${code}`)
+      return {call, total: nowMs() - t0}
+    }, total: []},
+  }
+  const order = Object.keys(sides)
+  for (let i = 0; i < runs; i++) {
+    for (let k = 0; k < order.length; k++) {
+      const side = sides[order[(i + k) % order.length]]
+      const {call, total} = await side.run()
+      side.call.push(call)
+      side.total.push(total)
+    }
+  }
+
+  const line = (name: string, side: Side) => `   ${name.padEnd(38)} ${median(side.call).toFixed(3)} ms (min ${Math.min(...side.call).toFixed(3)}, p90 ${p90(side.call).toFixed(3)})   start to exit ${median(side.total).toFixed(2)} ms`
+  report(`11. starting CRIU (criu --version) from a ${rssMiB.toFixed(0)} MiB RSS process (oclif + restore loaded; median of ${runs} interleaved rounds, order rotating):`)
+  report(line('child_process.spawn():', sides.spawn))
+  report(line('startProgram() (posix_spawn):', sides.native))
+  report(line('new CriuRun() (startProgram + watch):', sides.criuRun))
+  report(`   the call, ratio startProgram / spawn ${pairedRatio(sides.native.call, sides.spawn.call)}, new CriuRun / spawn ${pairedRatio(sides.criuRun.call, sides.spawn.call)} (median of per-round ratios)`)
+}
+
+const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmarks need root')
   setChildSubreaper(true) // restored tasks come back to us to be reaped, not to PID 1
@@ -530,6 +597,7 @@ async function main(): Promise<void> {
   if (wanted(8)) await benchJudge(criuPath)
   if (wanted(9)) benchHostCost(report, QUICK, '9. ')
   if (wanted(10)) await benchResumeGate(criuPath)
+  if (wanted(11)) await benchCriuStart(criuPath)
 }
 
 // Children reaped by waitPid (native) stay open handles of node's own child-process bookkeeping,

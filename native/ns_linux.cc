@@ -21,6 +21,7 @@
 #include <linux/nsfs.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -33,6 +34,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 namespace {
 
@@ -512,6 +514,265 @@ Napi::Value WaitPid(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------------------
+// startProgram: a program started without forking this process. posix_spawn (glibc: clone
+// with CLONE_VM|CLONE_VFORK) copies no page tables, so its cost does not grow with Node's
+// memory as fork's does; the child does only what file actions and attributes describe.
+
+// Move fd above `floor`, close-on-exec: a source that is also a target (or 0-2) cannot be
+// clobbered by an earlier dup2 in the child, and the copy itself never reaches the program.
+int DupAbove(int fd, int floor) { return fcntl(fd, F_DUPFD_CLOEXEC, floor); }
+
+// glibc keeps the real-time signals below SIGRTMIN (32 and 33: thread cancellation and setxid)
+// to itself: sigfillset and sigaddset leave them out, and its posix_spawn sets them to SIG_IGN
+// in the child unless they are in the set-to-default set, and an ignored signal stays ignored
+// across exec. Add them to `set` bit by bit (the kernel's layout: bit sig - 1).
+void AddReservedSignals(sigset_t* set) {
+  constexpr int kBits = 8 * sizeof(unsigned long);
+  auto* words = reinterpret_cast<unsigned long*>(set);
+  for (int sig = 32; sig < SIGRTMIN; sig++) words[(sig - 1) / kBits] |= 1UL << ((sig - 1) % kBits);
+}
+
+void CloseAll(const std::vector<int>& fds) {
+  for (int fd : fds) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+// startProgram({candidates, argv, env, fds: number[] (-1: a new pipe), stderrPipe, newSession})
+// -> {pid, stderr: fd | -1, pipes: [read end of each -1 entry, in order]}.
+// The child gets /dev/null on 0 and 1, a new pipe (or /dev/null) on 2, fds[i] on 3 + i, nothing
+// else; default signal dispositions and an empty signal mask; with newSession, setsid().
+// Throws {syscall, errno, code, path} when no candidate could be exec'd.
+Napi::Value StartProgram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::vector<std::string> candidate_strings = StringArray(env, o.Get("candidates"), "candidates");
+  std::vector<std::string> argv_strings = StringArray(env, o.Get("argv"), "argv");
+  std::vector<std::string> env_strings = StringArray(env, o.Get("env"), "env");
+  std::vector<char*> argv = CStrings(argv_strings);
+  std::vector<char*> envp = CStrings(env_strings);
+  std::vector<int> slots;
+  Napi::Array fa = o.Get("fds").As<Napi::Array>();
+  for (uint32_t i = 0; i < fa.Length(); i++) slots.push_back(fa.Get(i).As<Napi::Number>().Int32Value());
+  bool stderr_pipe = o.Get("stderrPipe").ToBoolean().Value();
+  bool new_session = o.Get("newSession").ToBoolean().Value();
+
+  // Every fd the child gets, as close-on-exec copies at or above this floor; ours to close.
+  const int floor = 3 + static_cast<int>(slots.size());
+  std::vector<int> child_side;  // closed here once the child has them (or on failure)
+  std::vector<int> read_ends;   // returned (or closed on failure)
+  auto fail = [&](const char* syscall, int err, const std::string& path = "") {
+    CloseAll(child_side);
+    CloseAll(read_ends);
+    return SysError(env, syscall, err, path);
+  };
+  auto keep = [&](int fd) {
+    child_side.push_back(fd);
+    return fd;
+  };
+  // A pipe: the read end stays here (close-on-exec), the write end goes to the child.
+  auto new_pipe = [&](int& write_end) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return false;
+    read_ends.push_back(p[0]);
+    keep(p[1]);
+    write_end = keep(DupAbove(p[1], floor));
+    return write_end >= 0;
+  };
+
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) throw fail("open", errno, "/dev/null");
+  keep(null_fd);
+  int null_above = keep(DupAbove(null_fd, floor));
+  if (null_above < 0) throw fail("fcntl(F_DUPFD_CLOEXEC)", errno);
+  int stderr_fd = null_above;
+  int stderr_read = -1;
+  if (stderr_pipe) {
+    if (!new_pipe(stderr_fd)) throw fail("pipe2", errno);
+    stderr_read = read_ends.back();
+  }
+  std::vector<int> sources;
+  for (int fd : slots) {
+    int source;
+    if (fd == -1) {
+      if (!new_pipe(source)) throw fail("pipe2", errno);
+    } else {
+      source = keep(DupAbove(fd, floor));
+      if (source < 0) throw fail("fcntl(F_DUPFD_CLOEXEC)", errno, "fd " + std::to_string(fd));
+    }
+    sources.push_back(source);
+  }
+
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_adddup2(&actions, null_above, 0);
+  posix_spawn_file_actions_adddup2(&actions, null_above, 1);
+  posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
+  for (size_t i = 0; i < sources.size(); i++)
+    posix_spawn_file_actions_adddup2(&actions, sources[i], 3 + static_cast<int>(i));
+  // Whatever else is open here without close-on-exec stays here.
+  posix_spawn_file_actions_addclosefrom_np(&actions, floor);
+  // Every signal back to its default (Node ignores SIGPIPE, and exec keeps SIG_IGN), none blocked.
+  sigset_t all;
+  sigset_t none;
+  sigfillset(&all);
+  AddReservedSignals(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  if (new_session) flags |= POSIX_SPAWN_SETSID;
+  posix_spawnattr_setflags(&attr, flags);
+
+  // PATH search over the candidates prepared by the caller; report the most telling errno.
+  pid_t pid = -1;
+  int err = ENOENT;
+  for (const std::string& candidate : candidate_strings) {
+    int r = posix_spawn(&pid, candidate.c_str(), &actions, &attr, argv.data(), envp.data());
+    if (r == 0) {
+      err = 0;
+      break;
+    }
+    if (r != ENOENT && r != ENOTDIR) err = r;
+    if (r == ENOEXEC || r == ENOMEM || r == E2BIG || r == EAGAIN) break;
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (err != 0) {
+    throw fail("execve", err, candidate_strings.size() == 1 ? candidate_strings[0] : argv_strings.empty() ? "" : argv_strings[0]);
+  }
+
+  CloseAll(child_side);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", Napi::Number::New(env, pid));
+  out.Set("stderr", Napi::Number::New(env, stderr_read));
+  Napi::Array pipes = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (int fd : read_ends) {
+    if (fd != stderr_read) pipes.Set(n++, Napi::Number::New(env, fd));
+  }
+  out.Set("pipes", pipes);
+  return out;
+}
+
+// ExitWatch(pid, onExit): learns of a child's exit on the event loop (a pidfd polled by libuv,
+// so no thread waits), reaps it and calls onExit({code, signal}) once. kill(signal) goes
+// through the pidfd, so a PID reused after the reap is never signalled; unref() lets this
+// process exit while the child runs on (a released daemon).
+class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ExitWatch",
+                       {InstanceMethod("kill", &ExitWatch::Kill), InstanceMethod("unref", &ExitWatch::UnrefLoop)});
+  }
+
+  explicit ExitWatch(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<ExitWatch>(info), context_(info.Env(), "criu:exit-watch") {
+    Napi::Env env = info.Env();
+    pid_ = info[0].As<Napi::Number>().Int32Value();
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    pidfd_ = PidfdOpen(pid_);
+    if (pidfd_ < 0) throw SysError(env, "pidfd_open", errno, "pid " + std::to_string(pid_));
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      close(pidfd_);
+      throw Napi::Error::New(env, "no event loop");
+    }
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    int r = uv_poll_init(loop, poll_, pidfd_);
+    if (r == 0) r = uv_poll_start(poll_, UV_READABLE, OnReadable);
+    if (r != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      close(pidfd_);
+      throw SysError(env, "uv_poll_start", -r);
+    }
+    Ref();  // alive while it watches, also when JS holds no reference
+    napi_add_env_cleanup_hook(env, Teardown, this);
+  }
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int /*status*/, int /*events*/) {
+    auto* self = static_cast<ExitWatch*>(handle->data);
+    int status = 0;
+    pid_t r;
+    do {
+      r = waitpid(self->pid_, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return;  // not yet (a spurious wake)
+    self->Stop();
+    napi_env env = self->Env();
+    napi_remove_env_cleanup_hook(env, Teardown, self);
+    // No C++ exception may leave a libuv callback (it would terminate the process): a JS error
+    // from the callback becomes an uncaught exception, and an env that can no longer run JS
+    // (shutting down) simply does not hear of the exit.
+    try {
+      Napi::HandleScope scope(env);
+      Napi::Object out = Napi::Object::New(env);
+      bool exited = r > 0 && WIFEXITED(status);
+      bool signalled = r > 0 && WIFSIGNALED(status);
+      out.Set("code", exited ? Napi::Number::New(env, WEXITSTATUS(status)) : Napi::Env(env).Null());
+      out.Set("signal", signalled ? Napi::Number::New(env, WTERMSIG(status)) : Napi::Env(env).Null());
+      // MakeCallback: promise reactions queued by the callback run when it returns.
+      self->callback_.MakeCallback(Napi::Env(env).Global(), {out}, self->context_);
+    } catch (const Napi::Error& e) {
+      // A termination (the env stopping) comes as an error without a value or message.
+      try {
+        napi_value error = e.Value();
+        if (error != nullptr && !e.Message().empty()) napi_fatal_exception(env, error);
+      } catch (...) {
+      }
+    } catch (...) {
+    }
+    try {
+      self->callback_.Reset();
+      self->Unref();
+    } catch (...) {
+    }
+  }
+
+  static void Teardown(void* self) { static_cast<ExitWatch*>(self)->Stop(); }
+
+  // Stop watching and close the pidfd (after the reap, or at teardown).
+  void Stop() {
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (pidfd_ >= 0) {
+      close(pidfd_);
+      pidfd_ = -1;
+    }
+  }
+
+  // kill(signal) -> whether it was sent: false once the child has been reaped.
+  Napi::Value Kill(const Napi::CallbackInfo& info) {
+    int sig = info[0].As<Napi::Number>().Int32Value();
+    if (pidfd_ < 0) return Napi::Boolean::New(info.Env(), false);
+    if (PidfdSendSignal(pidfd_, sig) != 0) {
+      if (errno == ESRCH) return Napi::Boolean::New(info.Env(), false);  // exited, not reaped yet
+      throw SysError(info.Env(), "pidfd_send_signal", errno);
+    }
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext context_;
+};
+
+// ---------------------------------------------------------------------------------------
 // CRIU's RPC socket (criu swrk): a SOCK_SEQPACKET pair, one protobuf message per send and
 // receive, as CRIU's own service expects (libuv has no seqpacket sockets, hence native).
 
@@ -698,6 +959,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("spawnJoined", Napi::Function::New(env, SpawnJoined));
   exports.Set("waitPid", Napi::Function::New(env, WaitPid));
+  exports.Set("startProgram", Napi::Function::New(env, StartProgram));
+  exports.Set("ExitWatch", ExitWatch::Define(env));
   exports.Set("seqpacketPair", Napi::Function::New(env, SeqpacketPair));
   exports.Set("sendMessage", Napi::Function::New(env, SendMessage));
   exports.Set("receiveMessage", Napi::Function::New(env, ReceiveMessage));

@@ -3,6 +3,7 @@
  * CLI's other commands never load native code. Every errno-level detail is turned into a
  * message here, using the namespace table for the words.
  */
+import {constants as osConstants} from 'node:os'
 import {join} from 'node:path'
 
 import {FailedError, RefusedError} from './errors.js'
@@ -37,8 +38,27 @@ interface SpawnRequest {
   uid?: number
 }
 
+interface StartRequest {
+  argv: string[]
+  candidates: string[]
+  env: string[]
+  /** Placed at 3, 4, ...; -1: a new pipe whose read end comes back in `pipes`. */
+  fds: number[]
+  newSession: boolean
+  stderrPipe: boolean
+}
+
+/** A child's end as waitpid reports it: an exit code or the number of the signal that ended it. */
+type RawExit = {code: null | number; signal: null | number}
+
+interface NativeExitWatch {
+  kill(signal: number): boolean
+  unref(): void
+}
+
 interface NativeModule {
   closeFd(fd: number): void
+  ExitWatch: new (pid: number, onExit: (exit: RawExit) => void) => NativeExitWatch
   inspectFd(fd: number): NsDescription
   inspectPath(path: string): NsDescription
   pinPath(path: string): NsDescription & {fd: number}
@@ -51,6 +71,7 @@ interface NativeModule {
   getChildSubreaper(): boolean
   setChildSubreaper(on: boolean): void
   spawnJoined(request: SpawnRequest): number
+  startProgram(request: StartRequest): {pid: number; pipes: number[]; stderr: number}
   supported: boolean
   waitPid(pid: number): Promise<{code: null | number; signal: null | number}>
 }
@@ -425,7 +446,7 @@ export function spawnJoined(file: string, args: readonly string[], options: Spaw
       candidates: execCandidates(file, env.PATH),
       cwd: options.cwd,
       denyIoUring: options.denyIoUring,
-      env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
+      env: envStrings(env),
       gid: options.gid,
       groups: options.groups,
       joins: options.namespaces.map(p => ({fd: p.fd, flag: p.ns.flag})),
@@ -436,6 +457,85 @@ export function spawnJoined(file: string, args: readonly string[], options: Spaw
   } catch (error) {
     if (!isNativeError(error)) throw error
     throw spawnFailure(error, file, options)
+  }
+}
+
+const envStrings = (env: NodeJS.ProcessEnv) => Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]))
+
+/** The fds startProgram places at 3, 4, ...: an fd of ours, or a new pipe for the child to write. */
+export const NEW_PIPE = 'pipe' as const
+export type StartFd = number | typeof NEW_PIPE
+
+export interface StartOptions {
+  env: NodeJS.ProcessEnv
+  /** Placed at 3, 4, ... in this order; each NEW_PIPE's read end comes back in `pipes`. */
+  fds: readonly StartFd[]
+  /** A session and process group of its own (setsid). */
+  newSession?: boolean
+  /** stderr on a new pipe (its read end comes back as `stderr`); otherwise /dev/null. */
+  stderrPipe?: boolean
+}
+
+/** A program that could not be exec'd (ENOENT, EACCES, ...): nothing was left running or open. */
+export class StartError extends Error {
+  override name = 'StartError'
+
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly errno: number,
+  ) {
+    super(message)
+  }
+}
+
+/**
+ * Start `file` without forking this process (posix_spawn): stdin and stdout on /dev/null,
+ * stderr on a pipe or /dev/null, `fds` at 3, 4, ..., no other fd of ours, every signal at its
+ * default and none blocked. Returns the PID and the read ends of the new pipes (close-on-exec,
+ * ours to close). Watch its end with watchExit().
+ */
+export function startProgram(file: string, args: readonly string[], options: StartOptions): {pid: number; pipes: number[]; stderr?: number} {
+  try {
+    const started = native().startProgram({
+      argv: [file, ...args],
+      candidates: execCandidates(file, options.env.PATH),
+      env: envStrings(options.env),
+      fds: options.fds.map(fd => (fd === NEW_PIPE ? -1 : fd)),
+      newSession: options.newSession ?? false,
+      stderrPipe: options.stderrPipe ?? false,
+    })
+    return {pid: started.pid, pipes: started.pipes, stderr: started.stderr < 0 ? undefined : started.stderr}
+  } catch (error) {
+    if (!isNativeError(error)) throw error
+    const strerror = error.message.replace(/^[^:]*: /, '').replace(/ \(.*\)$/, '')
+    throw new StartError(`cannot run ${file}: ${strerror} (${error.code})`, error.code, error.errno)
+  }
+}
+
+/** A child's end, with the signal named as Node names it. */
+export type ChildExit = {code: null | number; signal: NodeJS.Signals | null}
+
+const signalName = (n: number) => (Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0] ?? `SIG${n}`) as NodeJS.Signals
+
+/** How a child of ours ends, learnt on the event loop (no thread waits); it is reaped then. */
+export interface ExitWatch {
+  readonly exited: Promise<ChildExit>
+  /** Signal it while it has not been reaped (never a reused PID); false once it has. */
+  kill(signal: NodeJS.Signals): boolean
+  /** Let this process exit while the child runs on. */
+  unref(): void
+}
+
+export function watchExit(pid: number): ExitWatch {
+  let watch: NativeExitWatch | undefined
+  const exited = new Promise<ChildExit>(resolve => {
+    watch = new (native().ExitWatch)(pid, raw => resolve({code: raw.code, signal: raw.signal === null ? null : signalName(raw.signal)}))
+  })
+  return {
+    exited,
+    kill: signal => watch!.kill(osConstants.signals[signal]),
+    unref: () => watch!.unref(),
   }
 }
 
