@@ -708,24 +708,29 @@ class ExitWatch : public Napi::ObjectWrap<ExitWatch> {
     napi_remove_env_cleanup_hook(env, Teardown, self);
     // No C++ exception may leave a libuv callback (it would terminate the process): a JS error
     // from the callback becomes an uncaught exception, and an env that can no longer run JS
-    // (shutting down) simply does not hear of the exit.
-    try {
-      Napi::HandleScope scope(env);
-      Napi::Object out = Napi::Object::New(env);
-      bool exited = r > 0 && WIFEXITED(status);
-      bool signalled = r > 0 && WIFSIGNALED(status);
-      out.Set("code", exited ? Napi::Number::New(env, WEXITSTATUS(status)) : Napi::Env(env).Null());
-      out.Set("signal", signalled ? Napi::Number::New(env, WTERMSIG(status)) : Napi::Env(env).Null());
-      // MakeCallback: promise reactions queued by the callback run when it returns.
-      self->callback_.MakeCallback(Napi::Env(env).Global(), {out}, self->context_);
-    } catch (const Napi::Error& e) {
-      // A termination (the env stopping) comes as an error without a value or message.
+    // (shutting down: libuv's handles are run once more while Node frees the environment)
+    // simply does not hear of the exit. The handle scope is opened outside the try, so the
+    // catch can still read the error's value.
+    napi_handle_scope scope = nullptr;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
       try {
-        napi_value error = e.Value();
-        if (error != nullptr && !e.Message().empty()) napi_fatal_exception(env, error);
+        Napi::Object out = Napi::Object::New(env);
+        bool exited = r > 0 && WIFEXITED(status);
+        bool signalled = r > 0 && WIFSIGNALED(status);
+        out.Set("code", exited ? Napi::Number::New(env, WEXITSTATUS(status)) : Napi::Env(env).Null());
+        out.Set("signal", signalled ? Napi::Number::New(env, WTERMSIG(status)) : Napi::Env(env).Null());
+        // MakeCallback: promise reactions queued by the callback run when it returns.
+        self->callback_.MakeCallback(Napi::Env(env).Global(), {out}, self->context_);
+      } catch (const Napi::Error& e) {
+        // A termination (the env stopping) comes as an error without a value or message.
+        try {
+          napi_value error = e.Value();
+          if (error != nullptr && !e.Message().empty()) napi_fatal_exception(env, error);
+        } catch (...) {
+        }
       } catch (...) {
       }
-    } catch (...) {
+      napi_close_handle_scope(env, scope);
     }
     try {
       self->callback_.Reset();
