@@ -3,7 +3,7 @@
  * or a timeout, and say why it was stopped. What to do with the result is the caller's.
  */
 import {
-  closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, statSync, writeSync,
+  closeSync, ftruncateSync, openSync, readSync, statSync, writeSync,
 } from 'node:fs'
 import {Socket} from 'node:net'
 import {resolve, sep} from 'node:path'
@@ -17,6 +17,7 @@ import {FailedError, InterruptedError} from './errors.js'
 import {
   ExitWatch, MessageSocket, NEW_PIPE, StartError, StartFd, startProgram, watchExit,
 } from './native.js'
+import {processStat} from './proc.js'
 
 /** Hooks for the shell: progress display and signal handling live with the caller. */
 export interface CriuIO {
@@ -245,12 +246,8 @@ export function cutLog(file: string, headBytes: number, tailBytes: number): numb
 
 /** Whether the process has exited (gone, or a zombie not yet reaped): it writes nothing more. */
 function hasExited(pid: number | undefined): boolean {
-  if (pid === undefined || !existsSync(`/proc/${pid}`)) return true
-  try {
-    return /^\d+ \(.*\) [ZX] /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return true
-  }
+  const state = pid === undefined ? undefined : processStat(pid)?.state
+  return state === undefined || state === 'Z' || state === 'X'
 }
 
 const mib = (bytes: number) => `${Number((bytes / 1024 / 1024).toFixed(2))} MiB`
