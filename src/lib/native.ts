@@ -3,6 +3,7 @@
  * CLI's other commands never load native code. Every errno-level detail is turned into a
  * message here, using the namespace table for the words.
  */
+import {existsSync} from 'node:fs'
 import {constants as osConstants} from 'node:os'
 import {join} from 'node:path'
 
@@ -92,14 +93,40 @@ export function isNativeError(error: unknown): error is NativeError {
 
 let loaded: NativeModule | undefined
 
-/** The native module; throws a clear error off Linux. */
-export function native(): NativeModule {
-  if (!loaded) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const load = require('node-gyp-build') as (dir: string) => NativeModule
-    loaded = load(join(__dirname, '..', '..', '..'))
+const PACKAGE_ROOT = join(__dirname, '..', '..', '..')
+
+/**
+ * The compiled module this process loads, in node-gyp-build's order: a build from source
+ * (build/Release, see the README) before the prebuild for this CPU; undefined when neither is
+ * there. Two existsSync calls instead of node-gyp-build's search of prebuilds/, which took 3-5 ms
+ * of every restore here.
+ */
+export function nativeBinary(root = PACKAGE_ROOT): string | undefined {
+  const candidates = [
+    join(root, 'build', 'Release', 'oclif-plugin-criu.node'),
+    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'oclif-plugin-criu.node'),
+  ]
+  return candidates.find(file => existsSync(file))
+}
+
+function loadNative(): NativeModule {
+  const file = nativeBinary()
+  if (file) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(file) as NativeModule
+    } catch {
+      // A prebuild this machine cannot load (musl, an older glibc): node-gyp-build says why.
+    }
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node-gyp-build') as (dir: string) => NativeModule)(PACKAGE_ROOT)
+}
+
+/** The native module; throws a clear error off Linux. */
+export function native(): NativeModule {
+  loaded ??= loadNative()
   if (!loaded.supported) {
     throw new Error(`namespaces are a Linux feature: this command needs Linux (this is ${process.platform})`)
   }

@@ -1,6 +1,6 @@
 /**
  * Run by the arm64 Node under qemu-user (see arm64.test.ts): it loads the native module the way
- * the plugin does (src/lib/native.ts through node-gyp-build, which picks the prebuild by CPU),
+ * the plugin does (src/lib/native.ts, which picks the prebuild by CPU as node-gyp-build would),
  * calls it, and prints one JSON object of outcomes for the x86-64 test to judge. No mocha here:
  * every emulated Node start costs seconds, so one run does everything.
  *
@@ -13,7 +13,7 @@ import {join} from 'node:path'
 
 import {namespaceByName} from '../../src/lib/namespaces.js'
 import {
-  inspectPath, pinPath, pinPid, PinnedNamespace, probeHwBreakpoints, setChildSubreaper, spawnJoined, waitPid,
+  inspectPath, nativeBinary, pinPath, pinPid, PinnedNamespace, probeHwBreakpoints, setChildSubreaper, spawnJoined, waitPid,
 } from '../../src/lib/native.js'
 
 export type Outcome = {error: {code?: string; message: string; name: string}} | {value: unknown}
@@ -64,8 +64,9 @@ async function main(): Promise<void> {
   const four = ['net', 'uts', 'ipc', 'cgroup']
   const report: Record<string, Outcome> = {
     arch: {value: process.arch},
+    loaded: await outcome(() => nativeBinary()),
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    loaded: await outcome(() => require('node-gyp-build').resolve(join(__dirname, '..', '..', '..'))),
+    nodeGypBuild: await outcome(() => require('node-gyp-build').resolve(join(__dirname, '..', '..', '..'))),
     exitStatus: await outcome(async () => waitPid(spawnJoined('sh', ['-c', 'exit 7'], {namespaces: []}))),
     joinFour: await outcome(async () => {
       const pins = four.map(t => openedPin(t, holder))

@@ -81,9 +81,10 @@ describe('the linux-arm64 prebuild, run by the arm64 Node under qemu-user', func
     expect(files).to.include.members(['prebuilds/linux-arm64/oclif-plugin-criu.node', 'prebuilds/linux-x64/oclif-plugin-criu.node'])
   })
 
-  it('is what node-gyp-build loads for the arm64 Node', () => {
+  it('is what the plugin\'s loader picks for the arm64 Node, as node-gyp-build would', () => {
     expect(value(report.arch)).to.equal('arm64')
     expect(value(report.loaded)).to.equal(PREBUILD)
+    expect(value(report.nodeGypBuild)).to.equal(PREBUILD)
   })
 
   it('runs a program and passes its exit status back', () => {
