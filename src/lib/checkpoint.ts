@@ -19,6 +19,7 @@ import {quote} from './join-ns.js'
 import {MANIFEST_FILE, writeManifest} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {probeHwBreakpoints} from './native.js'
+import {packageRoot} from './package-root.js'
 import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 import {refuseUndumpable} from './undumpable.js'
@@ -93,7 +94,7 @@ export function externalKey(type: string, inode: number): string {
 
 /** name@version of this plugin, recorded in the manifest. */
 function pluginId(): string {
-  const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as {name: string; version: string}
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as {name: string; version: string}
   return `${pkg.name}@${pkg.version}`
 }
 

@@ -61,16 +61,18 @@ export function findProblems(options: JoinOptions): Problem[] {
   const warnings: Problem[] = []
   const error = (message: string) => errors.push({message, severity: 'error'})
 
-  const firstOfType = new Map<NamespaceDesc, JoinNsSpec>()
+  // By name, not by the table's objects: the prerun hook checks specs that a command bundle's own
+  // copy of the table made (scripts/bundle-commands.mjs).
+  const firstOfType = new Map<string, JoinNsSpec>()
   for (const spec of joins) {
-    const first = firstOfType.get(spec.ns)
+    const first = firstOfType.get(spec.ns.name)
     if (first) {
       error(`${joinLabel(spec)}: the ${spec.ns.name} namespace is already joined by ${first.from ? joinLabel(first) : quote(formatJoinNs(first))}; give one target per namespace type`)
     } else {
-      firstOfType.set(spec.ns, spec)
+      firstOfType.set(spec.ns.name, spec)
     }
 
-    if (empty.includes(spec.ns)) {
+    if (empty.some(ns => ns.name === spec.ns.name)) {
       error(`${joinLabel(spec)} and --empty-ns ${spec.ns.name} both decide the ${spec.ns.name} namespace; keep one of them`)
     }
 

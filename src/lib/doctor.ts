@@ -7,7 +7,7 @@
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {release} from 'node:os'
-import {resolve} from 'node:path'
+import {join} from 'node:path'
 
 import type {Colours} from './colour.js'
 
@@ -17,6 +17,7 @@ import {
   FoundCriu, hwBreakpointsWork, MIN_CRIU, onPath, readCriuVersion, versionAtLeast, wayOut,
 } from './criu.js'
 import {CriuPluginError} from './errors.js'
+import {packageRoot} from './package-root.js'
 import {GAP, wrap} from './screen.js'
 import {IoUringPolicy, readIoUringPolicy} from './undumpable.js'
 
@@ -186,7 +187,7 @@ export function buildReport(ctx: DoctorContext, rows: readonly DoctorRow[], advi
 
 /** The provisioning script shipped with the plugin, when this copy has it. */
 export function provisionScript(): string | undefined {
-  const script = resolve(__dirname, '..', '..', '..', 'scripts', 'provision-criu.sh')
+  const script = join(packageRoot(), 'scripts', 'provision-criu.sh')
   return existsSync(script) ? script : undefined
 }
 

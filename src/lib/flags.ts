@@ -123,8 +123,10 @@ export const stallTimeout = () => Flags.integer({
 
 /** A flag error written here (not by oclif) that the hook and commands print as it is. */
 export function userFacingMessage(error: unknown): string | undefined {
-  if (error instanceof JoinNsError) return error.userMessage
-  return undefined
+  // By its shape, not instanceof: the prerun hook (dist/src/lib) meets the errors that a command
+  // bundle's own copy of JoinNsError throws (scripts/bundle-commands.mjs).
+  const e = error as {name?: unknown; userMessage?: unknown} | null | undefined
+  return e?.name === 'JoinNsError' && typeof e.userMessage === 'string' ? e.userMessage : undefined
 }
 
 /**

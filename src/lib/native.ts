@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {FailedError, RefusedError} from './errors.js'
 import {joinLabel, JoinNsSpec, MESSAGE_TOKEN_MAX} from './join-ns.js'
 import {NamespaceDesc, namespaceByFlag} from './namespaces.js'
+import {packageRoot} from './package-root.js'
 import {processStat} from './proc.js'
 
 export interface NsDescription {
@@ -93,15 +94,13 @@ export function isNativeError(error: unknown): error is NativeError {
 
 let loaded: NativeModule | undefined
 
-const PACKAGE_ROOT = join(__dirname, '..', '..', '..')
-
 /**
  * The compiled module this process loads, in node-gyp-build's order: a build from source
  * (build/Release, see the README) before the prebuild for this CPU; undefined when neither is
  * there. Two existsSync calls instead of node-gyp-build's search of prebuilds/, which took 3-5 ms
  * of every restore here.
  */
-export function nativeBinary(root = PACKAGE_ROOT): string | undefined {
+export function nativeBinary(root = packageRoot()): string | undefined {
   const candidates = [
     join(root, 'build', 'Release', 'oclif-plugin-criu.node'),
     join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'oclif-plugin-criu.node'),
@@ -121,7 +120,7 @@ function loadNative(): NativeModule {
   }
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('node-gyp-build') as (dir: string) => NativeModule)(PACKAGE_ROOT)
+  return (require('node-gyp-build') as (dir: string) => NativeModule)(packageRoot())
 }
 
 /** The native module; throws a clear error off Linux. */
