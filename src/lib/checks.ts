@@ -61,8 +61,8 @@ export function findProblems(options: JoinOptions): Problem[] {
   const warnings: Problem[] = []
   const error = (message: string) => errors.push({message, severity: 'error'})
 
-  // By name, not by the table's objects: the prerun hook checks specs that a command bundle's own
-  // copy of the table made (scripts/bundle-commands.mjs).
+  // By name, not by the table's objects: the prerun hook's checks (a bundle of their own) check
+  // specs that a command bundle's own copy of the table made (scripts/bundle.mjs).
   const firstOfType = new Map<string, JoinNsSpec>()
   for (const spec of joins) {
     const first = firstOfType.get(spec.ns.name)

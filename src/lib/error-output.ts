@@ -7,6 +7,17 @@
  */
 import {CriuPluginError, EXIT_FAILED, EXIT_REFUSED, RefusedError} from './errors.js'
 
+/**
+ * A flag error written by the plugin's own parse functions (join-ns.ts's JoinNsError), which the
+ * hook and the commands print as it is. Known by its shape, not by instanceof: the prerun hook's
+ * checks meet the errors that a command bundle's own copy of the class throws (each is its own
+ * bundle: scripts/bundle.mjs).
+ */
+export function userFacingMessage(error: unknown): string | undefined {
+  const e = error as {name?: unknown; userMessage?: unknown} | null | undefined
+  return e?.name === 'JoinNsError' && typeof e.userMessage === 'string' ? e.userMessage : undefined
+}
+
 /** What --json prints for an error, under `error`. */
 export interface ErrorReport {
   /** The exit code the process ends with: 2 refused, 1 failed, 130 interrupted. */

@@ -121,14 +121,6 @@ export const stallTimeout = () => Flags.integer({
   summary: 'Stop CRIU when its log has not grown for this many seconds.',
 })
 
-/** A flag error written here (not by oclif) that the hook and commands print as it is. */
-export function userFacingMessage(error: unknown): string | undefined {
-  // By its shape, not instanceof: the prerun hook (dist/src/lib) meets the errors that a command
-  // bundle's own copy of JoinNsError throws (scripts/bundle-commands.mjs).
-  const e = error as {name?: unknown; userMessage?: unknown} | null | undefined
-  return e?.name === 'JoinNsError' && typeof e.userMessage === 'string' ? e.userMessage : undefined
-}
-
 /**
  * The checkpoint folder, given as -D DIR or as a positional argument (`restore ./ckpt`): the two
  * are the same input. Refused when neither is given, or both are and name different folders.

@@ -2,7 +2,7 @@
  * The plugin's own folder (the one with its package.json), for the files it ships beside its code:
  * the native module, package.json, the provisioning script. Found by walking up from this code's
  * folder, which is dist/src/lib when tsc compiled it and dist/src/commands/... inside a command
- * bundle (scripts/bundle-commands.mjs), at another depth for ns and criu commands.
+ * bundle (scripts/bundle.mjs), at another depth for ns and criu commands.
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'

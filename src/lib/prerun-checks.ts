@@ -8,9 +8,8 @@ import {Errors, Flags, Hook, Parser} from '@oclif/core'
 
 import {findProblems, hintOf} from '../lib/checks.js'
 import {commandLine, useCliNames} from '../lib/cli-names.js'
-import {printError, reportOf, wantsJson} from '../lib/error-output.js'
+import {printError, reportOf, userFacingMessage, wantsJson} from '../lib/error-output.js'
 import {RefusedError} from '../lib/errors.js'
-import {userFacingMessage} from '../lib/flags.js'
 
 export async function checkJoinOptions(
   this: Hook.Context,
