@@ -150,7 +150,9 @@ async function benchSpawnJoined(): Promise<void> {
  * What the plugin adds to an eager restore beyond the host CLI's start-up and CRIU itself, for
  * the two kinds of checkpoint: one the plugin made (a manifest: the small images are hashed)
  * and a plain `criu dump` (no manifest: every image's structure is decoded, with protobufjs).
- * All four sides interleaved in one loop, the order rotating each round.
+ * All four sides interleaved in one loop, the order rotating each round. With BENCH_BEFORE set to
+ * another build's bin/run.js (an earlier commit, built), its restore of the manifest checkpoint
+ * is a fifth side: before and after in the same run.
  */
 async function benchRestoreOverhead(criuPath: string): Promise<void> {
   const h = holder()
@@ -159,9 +161,10 @@ async function benchRestoreOverhead(criuPath: string): Promise<void> {
   const plainDump = await checkpointOf(criuPath, ['sleep', '100000'], 100)
   const runs = QUICK ? 5 : 21
   const env = {...process.env, CRIU_PATH: criuPath}
-  const pluginRestore = async (ck: {dir: string; pid: number}) => {
+  const before = process.env.BENCH_BEFORE
+  const pluginRestore = async (ck: {dir: string; pid: number}, bin = BIN) => {
     const t0 = nowMs()
-    const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ck.dir, '-J', `net:${h}`], {env})
+    const r = spawnSync(process.execPath, [bin, 'restore', '-D', ck.dir, '-J', `net:${h}`], {env})
     const ms = nowMs() - t0
     if (r.status !== 0) throw new Error(`mycli restore failed: ${r.stderr}`)
     await killAndReap(ck.pid)
@@ -180,6 +183,7 @@ async function benchRestoreOverhead(criuPath: string): Promise<void> {
       return ms
     }},
     manifest: {ms: [], run: () => pluginRestore(withManifest)},
+    ...(before ? {before: {ms: [] as number[], run: () => pluginRestore(withManifest, before)}} : {}),
     plain: {ms: [], run: () => pluginRestore(plainDump)},
     version: {ms: [], async run() {
       const t0 = nowMs()
@@ -203,6 +207,11 @@ async function benchRestoreOverhead(criuPath: string): Promise<void> {
   report(`   criu restore -D imgs -J net:H:                     ${d.toFixed(1)} ms`)
   report(`   mycli restore -J net:H, checkpoint with manifest:  ${m.toFixed(1)} ms  plugin adds ${(m - v - d).toFixed(1)} ms (target <= 10)`)
   report(`   mycli restore -J net:H, plain criu dump:           ${p.toFixed(1)} ms  plugin adds ${(p - v - d).toFixed(1)} ms (structure check included)`)
+  if (before) {
+    const b = median(sides.before.ms)
+    report(`   the build at BENCH_BEFORE, checkpoint with manifest: ${b.toFixed(1)} ms  plugin adds ${(b - v - d).toFixed(1)} ms; after/before ${(m / b).toFixed(3)}`)
+    report(`      (BENCH_BEFORE=${before})`)
+  }
 }
 
 async function benchLargeRestore(criuPath: string): Promise<void> {
