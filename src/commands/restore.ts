@@ -7,7 +7,7 @@ import {stdoutColours} from '../lib/colour.js'
 import {describeContainer, hostResolver, joinContainer, ResolvedContainer} from '../lib/containers.js'
 import {formatVersion, MIN_CRIU} from '../lib/criu.js'
 import {
-  emptyNs, imagesDirOf, JOIN_CONTAINER_HELP, JOIN_NS_EXAMPLE_FLAGS, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs,
+  emptyNs, imagesDirOf, JOIN_CONTAINER_HELP, JOIN_NS_TARGETS_HELP, joinableTypesHelp, joinContainer as joinContainerFlag, joinNs, RESTORE_JOIN_NS_EXAMPLE_FLAGS,
   logLimit, stallTimeout,
 } from '../lib/flags.js'
 import {JoinNsSpec} from '../lib/join-ns.js'
@@ -81,7 +81,7 @@ export default class Restore extends CriuCommand {
         'Only user takes UID and GID: the credentials CRIU switches to after joining it (CRIU\'s own NS:TARGET,UID,GID form is accepted too). CRIU 4.2.1 switches the UID first and then cannot switch the GID, so a UID other than 0 is refused; the restored tasks take their credentials from the checkpoint anyway.',
         joinableTypesHelp(true),
       ].join('\n\n'),
-      summary: `Join an existing namespace instead of creating one (e.g. ${JOIN_NS_EXAMPLE_FLAGS}).`,
+      summary: `Join an existing namespace instead of creating one (e.g. ${RESTORE_JOIN_NS_EXAMPLE_FLAGS}).`,
     }),
     'lazy-pages': Flags.boolean({
       description: [

@@ -41,7 +41,7 @@ export interface Problem {
 export function userIdsProblem(spec: JoinNsSpec): Problem | undefined {
   if (spec.ns.name !== 'user' || spec.uid === undefined || spec.uid === 0) return undefined
   return {
-    hint: `leave out :UID:GID (-J user:${spec.target.kind === 'pid' ? spec.target.pid : spec.target.path}), or give :0:GID; \`${commandLine('ns:exec')}\` and \`${commandLine('launch')}\` do take any UID and GID`,
+    hint: `leave out :UID:GID (-J user:${spec.target.kind === 'pid' ? spec.target.pid : spec.target.path}): the restored tasks keep the IDs they were checkpointed with; \`${commandLine('ns:exec')}\` and \`${commandLine('launch')}\` do run a program as any UID and GID`,
     message: `--join-ns ${quote(formatJoinNs(spec))}: CRIU (4.2.1) cannot restore as UID ${spec.uid} in the joined user namespace: it switches the UID before the GID, and once it is not UID 0 it may no longer switch the GID (setgid fails with EPERM), so the restore would fail. (CRIU's own command line seems to take these IDs, but it reads them from memory it has already freed and does not apply them.) The restored tasks take their credentials from the checkpoint either way`,
     severity: 'error',
   }
@@ -111,5 +111,10 @@ function userJoinProblems(spec: JoinNsSpec, allowUserNs: boolean | undefined): P
   const ids = userIdsProblem(spec)
   if (ids && spec.target.kind === 'pid' && spec.uid! <= CRIU_MAX_JOIN_ID) problems.push(ids)
   if (!allowUserNs && !ids) problems.push({message: `${joinLabel(spec)}: ${spec.ns.note}`, severity: 'warning'})
+  // UID 0 with another GID: accepted by CRIU, but the tasks do not get it (see userIdsProblem).
+  if (spec.uid === 0 && spec.gid !== undefined && spec.gid !== 0 && spec.gid <= CRIU_MAX_JOIN_ID) {
+    problems.push({message: `${joinLabel(spec)}: the restored tasks keep the UID and GID they were checkpointed with; GID ${spec.gid} is CRIU's own only while it restores`, severity: 'warning'})
+  }
+
   return problems
 }

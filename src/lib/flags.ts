@@ -30,6 +30,9 @@ export function joinableTypesHelp(withNotes: boolean, use: JoinUse = 'restore'):
 /** e.g. "-J net:1234, -J uts:/run/netns/blue, -J user:1234:1000:1000", for summaries. */
 export const JOIN_NS_EXAMPLE_FLAGS = JOIN_NS_EXAMPLES.map(e => `-J ${e}`).join(', ')
 
+/** The same for restore, whose user join takes no UID:GID (checks.ts, userIdsProblem): "-J user:1234". */
+export const RESTORE_JOIN_NS_EXAMPLE_FLAGS = JOIN_NS_EXAMPLES.map(e => `-J ${e.startsWith('user:') ? e.split(':').slice(0, 2).join(':') : e}`).join(', ')
+
 /**
  * `-J/--join-ns NS:PID|NS_FILE[:UID[:GID]]`, repeatable; each value parsed to a JoinNsSpec, for
  * restore (CRIU joins) or for ns exec and launch (the plugin's child joins).

@@ -92,7 +92,7 @@ const table: readonly NamespaceDesc[] = [
     joinable: true,
     name: 'user',
     podShared: false,
-    note: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s uid/gid mappings; pass --allow-user-ns to confirm',
+    note: 'CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s uid/gid mappings (a warning only: the restore goes ahead; --allow-user-ns silences it)',
     procEntry: 'user',
   },
   {

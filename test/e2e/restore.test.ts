@@ -101,7 +101,7 @@ describe('restore (real CRIU, real namespaces)', function () {
     const r = mycli(['restore', '-D', ckpt.dir, '-J', `user:${holder.pid}:1000:1000`, '--allow-user-ns', '-W', work])
     expect(r.code, r.stderr).to.equal(2)
     expect(flat(r.stderr)).to.include(`Error: --join-ns "user:${holder.pid}:1000:1000": CRIU (4.2.1) cannot restore as UID 1000 in the joined user namespace`)
-    expect(flat(r.stderr)).to.include(`Hint: leave out :UID:GID (-J user:${holder.pid}), or give :0:GID; \`mycli ns exec\` and \`mycli launch\` do take any UID and GID`)
+    expect(flat(r.stderr)).to.include(`Hint: leave out :UID:GID (-J user:${holder.pid}): the restored tasks keep the IDs they were checkpointed with; \`mycli ns exec\` and \`mycli launch\` do run a program as any UID and GID`)
     expect(readdirSync(work), 'nothing written').to.deep.equal([])
     expect(alive(ckpt.pid), 'the checkpointed process is not restored').to.equal(false)
   })

@@ -188,7 +188,7 @@ describe('containers (--join-container)', () => {
     it('names the container in the checks and the plan of the joins it made', () => {
       const joins = containerJoins(parseContainerRef('web:user'), {id: 'web', initPid: 42, initStartTime: 9, runtime: 'runc', source: 's'})
       expect(findProblems({joinNs: joins}).map(p => p.message)).to.deep.equal([
-        '--join-container "web:user" (user:42): CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s uid/gid mappings; pass --allow-user-ns to confirm',
+        '--join-container "web:user" (user:42): CRIU calls joining a user namespace dangerous: the restored tree gets the target\'s uid/gid mappings (a warning only: the restore goes ahead; --allow-user-ns silences it)',
       ])
       const row = planNamespaces({netDevices: [], own: []}, {emptyNs: [], joinNs: joins}).find(r => r.type === 'user')
       expect(row).to.deep.equal({action: 'joined', detail: 'process 42 (--join-container "web:user")', type: 'user'})

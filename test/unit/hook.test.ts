@@ -57,7 +57,7 @@ describe('prerun hook', () => {
 
   it('refuses a user join as another UID than 0 before run(), with its hint and no warning', async () => {
     const message = '--join-ns "user:1:1000:0": CRIU (4.2.1) cannot restore as UID 1000 in the joined user namespace'
-    const hint = 'leave out :UID:GID (-J user:1), or give :0:GID; `mycli ns exec` and `mycli launch` do take any UID and GID'
+    const hint = 'leave out :UID:GID (-J user:1): the restored tasks keep the IDs they were checkpointed with; `mycli ns exec` and `mycli launch` do run a program as any UID and GID'
     const {error, stderr} = await runCommand(['restore', '-D', '/tmp', '-J', 'user:1:1000:0'], {root: REPO})
     expect(entered, 'run() entered').to.equal(0)
     expect(error?.oclif?.exit).to.equal(2)

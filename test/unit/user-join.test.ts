@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 
+import {findProblems} from '../../src/lib/checks.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
 import {parseIdMap, UserJoinFacts, userJoinRefusal} from '../../src/lib/restore.js'
@@ -9,6 +10,7 @@ const net = namespaceByName('net')!
 const specs = [parseJoinNs('net:7', '/'), parseJoinNs('user:9', '/')]
 const facts = (u: Partial<UserJoinFacts>): UserJoinFacts[] => [{ns: net}, {ns: user, ...u}]
 const map = (text: string) => parseIdMap(text)
+const messages = (token: string) => findProblems({allowUserNs: true, joinNs: [parseJoinNs(token, '/')]}).map(p => `${p.severity}: ${p.message}`)
 
 describe('joining a user namespace: what CRIU 4.2.1 can do, judged before it starts (pure)', () => {
   it('reads uid_map/gid_map lines', () => {
@@ -43,4 +45,10 @@ describe('joining a user namespace: what CRIU 4.2.1 can do, judged before it sta
       expect(userJoinRefusal(facts(user), specs)).to.equal(expected)
     })
   }
+
+  it('user:PID:0:GID with another GID is a warning that the tasks keep their checkpointed IDs; :0:0 and no IDs say nothing of it', () => {
+    expect(messages('user:9:0:1000')).to.deep.equal(['warning: --join-ns "user:9:0:1000": the restored tasks keep the UID and GID they were checkpointed with; GID 1000 is CRIU\'s own only while it restores'])
+    expect(messages('user:9:0:0')).to.deep.equal([])
+    expect(messages('user:9')).to.deep.equal([])
+  })
 })
