@@ -31,7 +31,12 @@ export interface ContainerRef {
   readonly token: string
   /** The types to join: those listed, else the ones a pod shares (net, ipc, uts). */
   readonly types: readonly NamespaceDesc[]
+  /** How messages name it where it is no --join-container value (ns inspect's argument). */
+  readonly label?: string
 }
+
+/** `--join-container "web"`, or the ref's own label. Pure. */
+const labelOf = (ref: ContainerRef) => ref.label ?? `--join-container ${quote(ref.token)}`
 
 /** runc (libcontainer/container_linux.go) and crun (status.c) accept these characters in IDs. */
 const CONTAINER_ID = /^[\w+.-]+$/
@@ -180,7 +185,7 @@ function listed(entries: readonly ContainerEntry[]): string {
  * does). Refuses an unknown or ambiguous ID, saying what was searched and the candidates. Pure.
  */
 export function matchContainer(ref: ContainerRef, entries: readonly ContainerEntry[], searched: readonly StateRoot[], hostAsked = false): ContainerEntry {
-  const head = `--join-container ${quote(ref.token)}`
+  const head = labelOf(ref)
   const exact = entries.filter(e => e.id === ref.id)
   const matches = exact.length > 0 ? exact : entries.filter(e => e.id.startsWith(ref.id))
   if (matches.length === 1) return matches[0]
@@ -282,7 +287,7 @@ export function fromHostAnswer(ref: ContainerRef, answer: HostAnswer, plugin: st
 
 /** The joins for the container: its namespace files, else its init's PID and start time. Pure. */
 export function containerJoins(ref: ContainerRef, container: ResolvedContainer): JoinNsSpec[] {
-  const from = `--join-container ${quote(ref.token)}`
+  const from = labelOf(ref)
   return ref.types.map((ns): JoinNsSpec => {
     const path = container.namespaces?.[ns.name]
     if (path !== undefined) return {from, ns, target: {kind: 'path', path}}
@@ -394,7 +399,7 @@ export async function resolveContainer(ref: ContainerRef, options: ResolveOption
   try {
     return fromRecord(readRecord(entry))
   } catch (error) {
-    if (error instanceof RefusedError) throw new RefusedError(`--join-container ${quote(ref.token)}: ${error.message}`, error.hint)
+    if (error instanceof RefusedError) throw new RefusedError(`${labelOf(ref)}: ${error.message}`, error.hint)
     throw error
   }
 }

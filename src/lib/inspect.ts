@@ -103,7 +103,7 @@ export function inspectTarget(arg: string, options: HolderOptions = {}): Inspect
  * after the init was checked against the start time its runtime recorded.
  */
 export async function inspectContainer(id: string, options: HolderOptions & {host?: HostResolver; prefix?: string} = {}): Promise<InspectedTarget> {
-  const container = await resolveContainer({id, token: id, types: NAMESPACES}, options)
+  const container = await resolveContainer({id, label: `${quote(id)} (not a PID or a path, so a container ID)`, token: id, types: NAMESPACES}, options)
   const namespaces: NamespaceInfo[] = []
   try {
     for (const ns of NAMESPACES) {

@@ -143,6 +143,14 @@ describe('--join-container', () => {
       expect(ambiguous.stderr).not.to.include('nonexistent')
     })
 
+    it('ns inspect names an unknown ID as the argument it is, not as --join-container', () => {
+      const nope = newId('nope')
+      const r = mycli(['ns', 'inspect', nope])
+      expect(r.code, r.stderr).to.equal(2)
+      expect(r.stderr).to.match(new RegExp(`^Error: "${nope}" \\(not a PID or a path, so a container ID\\): no container "${nope}": searched /run/runc`))
+      expect(r.stderr).not.to.include('--join-container')
+    })
+
     it('after runc kill and a new container with the same ID, a target pinned to the old one is refused; the ID now means the new one', async () => {
       const id = newId('again')
       const old = await startContainer(id, 'crt-old')
