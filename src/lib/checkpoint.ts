@@ -247,6 +247,17 @@ function refuseMissingCapabilities(pid: number): void {
   )
 }
 
+/**
+ * What a message says once a stopped CRIU has ended: CRIU lets go of the tree (its hold is
+ * ptrace's, which ends with it; seen at post-dump, its last stage, in test/e2e/faults.test.ts),
+ * and runCheckpoint removes a folder it made. Pure.
+ */
+function stoppedDumpAftermath(imagesDir: string, created: boolean): string {
+  return created
+    ? `no checkpoint was written (the folder made for it, ${quote(imagesDir)}, was removed); the process tree runs on`
+    : `the images in ${quote(imagesDir)} are incomplete: do not restore them; the process tree runs on`
+}
+
 /** Everything refused before CRIU is looked for; returns the namespaces to leave out. */
 function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!Number.isInteger(request.pid) || request.pid < 1) throw new RefusedError(`PID ${quote(String(request.pid))} is not a whole number above 0`)
@@ -304,7 +315,7 @@ export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO
 
   io.progress?.('start', `Checkpointing process ${request.pid} with CRIU ${version.text}`)
   const run = new CriuRun({argv, criu, inheritFds: [], logFile, ...criuLimits(request)}, env)
-  const release = supervise(run, request.timeout, io, {aftermath: 'the checkpoint is incomplete', workDir})
+  const release = supervise(run, request.timeout, io, {aftermath: stoppedDumpAftermath(request.imagesDir, created), workDir})
   try {
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')

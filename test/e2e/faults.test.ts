@@ -97,6 +97,28 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     expect(gone(ckpt.pid)).to.equal(true)
   })
 
+  it('checkpoint stopped by --timeout while CRIU holds the tree (post-dump): exit 1, no checkpoint left, the message says so, the process runs on', async () => {
+    // A process that wakes every 10 ms: its voluntary context switches count its wake-ups.
+    const child = spawn('setsid', ['python3', '-c', 'import time\nwhile True: time.sleep(0.01)'], {stdio: 'ignore'})
+    const pid = track(child.pid!)
+    const status = () => readFileSync(`/proc/${pid}/status`, 'utf8')
+    const wakeups = () => Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status())![1])
+    await waitFor('the workload to run', () => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'python3' && wakeups() > 5)
+    const dir = join(tempDir(), 'ck')
+    const hold = holdCriuAt('post-dump')
+    const r = mycli(['checkpoint', String(pid), '-D', dir, '--timeout', '2'], hold.env)
+    expect(r.code, r.stderr).to.equal(1)
+    expect(flat(r.stderr)).to.include(`CRIU did not finish within 2 s; it was stopped and no checkpoint was written (the folder made for it, "${dir}", was removed); the process tree runs on`)
+    expect(existsSync(dir), 'the folder made for the checkpoint').to.equal(false)
+    expect(alive(hold.criuPid()), 'CRIU is gone').to.equal(false)
+    expect(status()).to.match(/^TracerPid:\s+0$/m)
+    const before = wakeups()
+    await new Promise(resolve => {
+      setTimeout(resolve, 500)
+    })
+    expect(wakeups() - before, 'wake-ups in 0.5 s').to.be.above(10)
+  })
+
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`${signal} to mycli mid-restore: exit 130, CRIU and the tasks are gone`, async () => {
       const hold = holdCriuAt('pre-resume')
