@@ -265,7 +265,7 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!isRunning(request.pid)) throw new RefusedError(`process ${request.pid} does not exist`)
   const external = externalNamespaces(request)
   if (request.workDir !== undefined && !statSync(request.workDir, {throwIfNoEntry: false})?.isDirectory()) {
-    throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`)
+    throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
   }
 
   if (!request.dryRun || hasAdminCapability()) refuseMissingCapabilities(request.pid)
