@@ -3,7 +3,7 @@
  * CLI's other commands never load native code. Every errno-level detail is turned into a
  * message here, using the namespace table for the words.
  */
-import {existsSync} from 'node:fs'
+import {existsSync, readdirSync} from 'node:fs'
 import {constants as osConstants} from 'node:os'
 import {join} from 'node:path'
 
@@ -95,17 +95,18 @@ export function isNativeError(error: unknown): error is NativeError {
 let loaded: NativeModule | undefined
 
 /**
- * The compiled module this process loads, in node-gyp-build's order: a build from source
- * (build/Release, see the README) before the prebuild for this CPU; undefined when neither is
- * there. Two existsSync calls instead of node-gyp-build's search of prebuilds/, which took 3-5 ms
- * of every restore here.
+ * The compiled module this process loads, in node-gyp-build's order: a build from source (the
+ * first .node file in build/Release, as node-gyp-build takes it; see the README) before the
+ * prebuild for this CPU; undefined when neither is there. Two existsSync calls where there is no
+ * source build, instead of node-gyp-build's search of prebuilds/, which took 3-5 ms of every
+ * restore here.
  */
 export function nativeBinary(root = packageRoot()): string | undefined {
-  const candidates = [
-    join(root, 'build', 'Release', 'oclif-plugin-criu.node'),
-    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'oclif-plugin-criu.node'),
-  ]
-  return candidates.find(file => existsSync(file))
+  const release = join(root, 'build', 'Release')
+  const built = existsSync(release) ? readdirSync(release).find(f => f.endsWith('.node')) : undefined
+  if (built) return join(release, built)
+  const prebuild = join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'oclif-plugin-criu.node')
+  return existsSync(prebuild) ? prebuild : undefined
 }
 
 function loadNative(): NativeModule {

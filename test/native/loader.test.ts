@@ -17,7 +17,10 @@ describe('the native loader', () => {
     const root = tempDir()
     const prebuild = place(root, 'prebuilds', `${process.platform}-${process.arch}`, 'oclif-plugin-criu.node')
     expect(nativeBinary(root)).to.equal(prebuild)
-    const built = place(root, 'build', 'Release', 'oclif-plugin-criu.node')
+    // node-gyp names it after binding.gyp's target; prebuildify after the package.
+    place(root, 'build', 'Release', 'obj.target', 'criu_ns', 'ns_linux.o')
+    expect(nativeBinary(root), 'no .node file in build/Release yet').to.equal(prebuild)
+    const built = place(root, 'build', 'Release', 'criu_ns.node')
     expect(nativeBinary(root)).to.equal(built)
   })
 
