@@ -152,14 +152,14 @@ async function benchSpawnJoined(): Promise<void> {
  * and a plain `criu dump` (no manifest: every image's structure is decoded, with protobufjs).
  * All four sides interleaved in one loop, the order rotating each round. With BENCH_BEFORE set to
  * another build's bin/run.js (an earlier commit, built), its restore of the manifest checkpoint
- * is a fifth side: before and after in the same run.
+ * is a fifth side: before and after in the same run. BENCH_ROUNDS sets the rounds (21).
  */
 async function benchRestoreOverhead(criuPath: string): Promise<void> {
   const h = holder()
   const withManifest = await checkpointOf(criuPath, ['sleep', '100000'], 100)
   await writeManifest(withManifest.dir, 'bench')
   const plainDump = await checkpointOf(criuPath, ['sleep', '100000'], 100)
-  const runs = QUICK ? 5 : 21
+  const runs = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 5 : 21))
   const env = {...process.env, CRIU_PATH: criuPath}
   const before = process.env.BENCH_BEFORE
   const pluginRestore = async (ck: {dir: string; pid: number}, bin = BIN) => {
