@@ -14,7 +14,7 @@ import {JoinNsSpec} from '../lib/join-ns.js'
 import {progressBar} from '../lib/lazy-pages.js'
 import {namesOf, POD_SHARED} from '../lib/namespaces.js'
 import {
-  dryRunRestore, JoinedNamespace, RestoreResult, MANAGE_CGROUPS_MODES, runRestore,
+  dryRunRestore, JoinedNamespace, RestoreRequest, RestoreResult, MANAGE_CGROUPS_MODES, runRestore,
 } from '../lib/restore.js'
 import {VerifiedTask} from '../lib/restored-tree.js'
 import {GAP, plainTable, stdoutWidth, wrap} from '../lib/screen.js'
@@ -181,20 +181,7 @@ export default class Restore extends CriuCommand {
       workDir: flags['work-dir'],
     }
 
-    if (request.dryRun) {
-      const plan = await dryRunRestore(request)
-      const width = stdoutWidth()
-      if (container) this.log(`Joining ${describeContainer(container)}.`)
-      this.log(`Images: ${stdoutColours().green(plan.integrity.verdict)}`)
-      this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
-      const rows = plan.plan.namespaces.map(row => [row.type, row.action, row.detail])
-      this.log(plainTable(rows, [6, 24, width - 2 - 6 - 24 - (2 * GAP)]).map(line => `  ${line}`).join('\n'))
-      // The commands stay on one line each, to be copied whole.
-      if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first, in the same shell:\n  ${plan.lazyPagesCommand}`)
-      this.log(`Command:\n  ${plan.command}`)
-      this.log(wrap(plan.note, width))
-      return {dryRun: true, ...plan, ...withContainer(container), ...this.warnings(request)}
-    }
+    if (request.dryRun) return this.dryRun(request, container)
 
     const bar = Boolean(process.stderr.isTTY) && !this.jsonEnabled()
     const result = await runRestore(request, {
@@ -224,11 +211,29 @@ export default class Restore extends CriuCommand {
     return {dryRun: false, ...result, ...withContainer(container), ...this.warnings(request)}
   }
 
+  /** The plan of a --dry-run, printed; with --json, returned. */
+  private async dryRun(request: RestoreRequest, container: ResolvedContainer | undefined) {
+    const plan = await dryRunRestore(request)
+    const width = stdoutWidth()
+    if (container) this.log(`Joining ${describeContainer(container)}.`)
+    this.log(`Images: ${stdoutColours().green(plan.integrity.verdict)}`)
+    this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
+    const rows = plan.plan.namespaces.map(row => [row.type, row.action, row.detail])
+    this.log(plainTable(rows, [6, 24, width - 2 - 6 - 24 - (2 * GAP)]).map(line => `  ${line}`).join('\n'))
+    // The commands stay on one line each, to be copied whole.
+    if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first, in the same shell:\n  ${plan.lazyPagesCommand}`)
+    this.log(`Command:\n  ${plan.command}`)
+    this.log(wrap(plan.note, width))
+    for (const warning of plan.warnings ?? []) this.warning(warning)
+    const warnings = [...(this.warnings(request).warnings ?? []), ...(plan.warnings ?? [])]
+    return {dryRun: true as const, ...plan, ...withContainer(container), ...(warnings.length > 0 ? {warnings} : {})}
+  }
+
   /**
    * With --json the prerun hook prints no warnings (stderr stays empty): they are in the JSON.
    * Without, they were printed before the command ran.
    */
-  private warnings(request: {allowUserNs?: boolean; joinNs: JoinNsSpec[]}): {warnings?: string[]} {
+  private warnings(request: {allowUserNs?: boolean; joinNs: readonly JoinNsSpec[]}): {warnings?: string[]} {
     if (!this.jsonEnabled()) return {}
     const warnings = findProblems({allowUserNs: request.allowUserNs, joinNs: request.joinNs}).filter(p => p.severity === 'warning').map(p => p.message)
     return warnings.length > 0 ? {warnings} : {}

@@ -365,7 +365,7 @@ export function hintFor(log: string, privileges: () => Privileges = currentPrivi
   const rules: [RegExp, () => string][] = [
     [/Locking network failed|execvp\("ip6?tables-restore"/, () => `CRIU could not lock the network (iptables-restore is missing here): pass --network-lock nftables or --network-lock skip (\`${commandLine('criu:check')}\` shows which works here), or install iptables`],
     [/has unreachable sharing|enable-external-masters/, () => `the process runs in a mount namespace of its own whose mounts are shared with this one (\`ip netns exec\` makes one), which CRIU cannot dump: start the workload with ${commandLine('launch', '-J net:/run/netns/NAME -- CMD')} instead (it joins the network namespace and keeps this mount namespace), then checkpoint it`],
-    [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, () => 'a process with one of the checkpoint\'s PIDs already runs here; end it, or restore in a new PID namespace'],
+    [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, () => 'a process with one of the checkpoint\'s PIDs already runs here (CRIU recreates every task with its PID); end it and restore again (a --dry-run names the PIDs taken)'],
     [/No such file or directory.*\.img|Can't open image/i, () => 'the checkpoint is incomplete: an image file is missing'],
     [/Can't open ns file|Failed to setns when join-ns/i, () => 'a namespace to join is gone or not joinable any more'],
     [/Operation not permitted|EPERM/i, () => permissionHint(relevant, privileges())],

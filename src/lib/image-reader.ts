@@ -8,7 +8,7 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {Reader} from 'protobufjs/minimal.js'
 
-import {FieldDescriptor, InventoryEntry, isMessageType, MESSAGES, MessageSchema, messageSchema, PstreeEntry, StatsEntry} from './image-schema.js'
+import {FieldDescriptor, InventoryEntry, isMessageType, MESSAGES, MessageSchema, messageSchema, PstreeEntry, StatsEntry, TaskKobjIdsEntry} from './image-schema.js'
 import {IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC} from './images.js'
 
 export class ImageError extends Error {
@@ -161,6 +161,20 @@ export function readImage<T>(dir: string, name: string, message: MessageSchema):
 export function checkpointPids(dir: string): number[] {
   const tree = readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree)
   return [...new Set(tree.flatMap(e => [e.pid, ...(e.threads ?? [])]))]
+}
+
+/**
+ * The PIDs and TIDs CRIU recreates in the PID namespace it runs in: all of them when the tree's
+ * root shared the PID namespace of the CRIU that dumped it (inventory.img's root_ids), none when
+ * the tree had one of its own (CRIU then makes a new one, where the numbers are free).
+ */
+export function pidsInRestoringNamespace(dir: string): number[] {
+  const [root] = readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree)
+  if (!root) return []
+  const [ids] = readImage<TaskKobjIdsEntry>(dir, `ids-${root.pid}.img`, MESSAGES.ids)
+  const dumper = readInventory(dir).rootIds?.pidNsId
+  if (ids?.pidNsId !== undefined && dumper !== undefined && ids.pidNsId !== dumper) return []
+  return checkpointPids(dir)
 }
 
 export function readInventory(dir: string): InventoryEntry {

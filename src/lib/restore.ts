@@ -37,7 +37,7 @@ import {PagesCheck} from './manifest.js'
 import {NamespaceDesc} from './namespaces.js'
 import {isChildSubreaper, PinnedNamespace, pinJoins, probeHwBreakpoints, setChildSubreaper, waitPid} from './native.js'
 import {CheckpointNamespaces, conflictHint, hasNamespaceImages, joinConflicts, NamespacePlanRow, planNamespaces, readCheckpointNamespaces} from './plan.js'
-import {descendsFromThisProcess, processStat} from './proc.js'
+import {descendsFromThisProcess, processIds, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {checkCriuOutputs, writeFileNoFollow} from './trust.js'
 import {keepWorkDirFor, makeWorkDir, noteLogFile, removeWorkDir, shownWorkDir, WorkDir} from './work-dir.js'
@@ -297,6 +297,8 @@ export interface DryRunResult {
   note: string
   /** workDir: the user's --work-dir; absent when the run would make a temporary one. */
   plan: {namespaces: NamespacePlanRow[]; workDir?: string}
+  /** What would make the real run fail that only a look at the images here tells: PIDs taken. */
+  warnings?: string[]
 }
 
 function killProcess(pid: number): void {
@@ -533,10 +535,41 @@ function withoutStatusFd(argv: readonly string[]): string[] {
   return i === -1 ? [...argv] : [...argv.slice(0, i), ...argv.slice(i + 2)]
 }
 
+/** Most taken PIDs a warning names. */
+const TAKEN_SHOWN = 5
+
+/** What to say of checkpoint PIDs that processes here hold: the restore would fail on them. Pure. */
+export function takenPidsWarning(taken: readonly {comm: string; pid: number}[]): string | undefined {
+  if (taken.length === 0) return undefined
+  const shown = taken.slice(0, TAKEN_SHOWN).map(t => `${t.pid} (${t.comm})`).join(', ')
+  const more = taken.length > TAKEN_SHOWN ? ` and ${taken.length - TAKEN_SHOWN} more` : ''
+  const which = taken.length === 1 ? `the checkpoint's PID ${shown} is` : `the checkpoint's PIDs ${shown}${more} are`
+  return `${which} taken here: CRIU recreates every task with its PID, so the restore would fail; end ${taken.length === 1 ? 'that process' : 'those processes'} first`
+}
+
+/**
+ * The checkpoint's PIDs that a process (or a zombie) holds here, with its name; none when the
+ * tree gets a PID namespace of its own, or pstree.img cannot be read (the real run says why).
+ * Only the dry run asks: it decodes images, which a real restore of a checkpoint with a manifest
+ * does not (CRIU's own error, with a hint, says it there).
+ */
+async function takenPids(imagesDir: string): Promise<{comm: string; pid: number}[]> {
+  let pids: number[]
+  try {
+    const {pidsInRestoringNamespace} = await import('./image-reader.js')
+    pids = pidsInRestoringNamespace(imagesDir)
+  } catch {
+    return []
+  }
+
+  return pids.filter(pid => processStat(pid) !== undefined).map(pid => ({comm: processIds(pid)?.comm ?? '?', pid}))
+}
+
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
   const {criu, images, integrity, pins, version} = await prepare(request)
   try {
+    const taken = takenPidsWarning(await takenPids(request.imagesDir))
     const env = diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints)))
     const shown = shownCommands(request, {criu, env, externalNetKey: images.externalNetKey, imagesDir: request.imagesDir, ino: pins.map(p => p.ino)})
     return {
@@ -544,6 +577,7 @@ export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResu
       criuVersion: version.text,
       integrity: {files: integrity.files, method: integrity.method, verdict: verdictLine(integrity)},
       note: SHOWN_COMMAND_NOTE,
+      ...(taken ? {warnings: [taken]} : {}),
       plan: {namespaces: planNamespaces(images, request), ...(request.workDir ? {workDir: resolve(request.workDir)} : {})},
     }
   } finally {

@@ -162,6 +162,28 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     expect(alive(ckpt.pid), 'the first restore still runs').to.equal(true)
   })
 
+  it('the restored PID is already taken: a --dry-run says so, by PID and name (exit 0, text and --json), and starts nothing', async () => {
+    const first = mycli(['restore', '-D', ckpt.dir])
+    expect(first.code, first.stderr).to.equal(0)
+    track(ckpt.pid)
+    const folders = pluginFolders()
+    const warning = `the checkpoint's PID ${ckpt.pid} (sleep) is taken here: CRIU recreates every task with its PID, so the restore would fail; end that process first`
+    const text = mycli(['restore', '-D', ckpt.dir, '--dry-run'])
+    expect(text.code, text.stderr).to.equal(0)
+    expect(text.stderr).to.equal(`Warning: ${warning}\n`)
+    const json = mycli(['restore', '-D', ckpt.dir, '--dry-run', '--json'])
+    expect(json.code, json.stderr).to.equal(0)
+    expect(json.stderr).to.equal('')
+    expect(JSON.parse(json.stdout).warnings).to.deep.equal([warning])
+    expect(pluginFolders(), 'no work folder').to.deep.equal(folders)
+    killPid(ckpt.pid)
+    // A zombie keeps its PID (and is told as taken): the PID is free once it is reaped.
+    await waitFor('the restored task to be reaped', () => gone(ckpt.pid), 10_000)
+    const free = mycli(['restore', '-D', ckpt.dir, '--dry-run', '--json'])
+    expect(free.code, free.stderr).to.equal(0)
+    expect(JSON.parse(free.stdout)).not.to.have.property('warnings')
+  })
+
   it('CRIU missing from PATH: exit 1 and what to do, whatever CRIU the machine has elsewhere', () => {
     // An empty folder as the whole PATH: a CRIU in /usr/sbin (Debian's) is not searched, only named.
     const r = spawnSync(process.execPath, [BIN, 'restore', '-D', ckpt.dir], {encoding: 'utf8', env: {...process.env, CRIU_PATH: '', PATH: tempDir('empty-path-')}})

@@ -3,6 +3,7 @@ import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {checkpointPids, pidsInRestoringNamespace} from '../../src/lib/image-reader.js'
 import {CliResult} from '../support/checkpoint.js'
 import {
   addNetns, BIN, cleanup, criuPath, firstChild, flat, nsInode, REPO, requireRoot, tempDir, track, untrack, waitFor,
@@ -128,6 +129,9 @@ describe('nginx (Debian package), root without CAP_SYS_RESOURCE', function () {
     // restored with new PIDs (its own PID namespace): the old numbers are not ours any more
     for (const p of [nginx.master, ...nginx.workers]) untrack(p)
     expect(get(nginx.port)).to.match(/^error:.*Connection refused/)
+    // Its PIDs are those of its own PID namespace (1, 2, 3): none of them has to be free here.
+    expect(checkpointPids(images)).to.include(1)
+    expect(pidsInRestoringNamespace(images)).to.deep.equal([])
 
     const name = `ngx-${process.pid}-${nginx.port}`
     const netns = addNetns(name)

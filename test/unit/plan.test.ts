@@ -4,7 +4,7 @@ import {commandLine} from '../../src/lib/cli-names.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
 import {CheckpointNamespaces, conflictHint, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
-import {RestoreRequest, shownCommands} from '../../src/lib/restore.js'
+import {RestoreRequest, shownCommands, takenPidsWarning} from '../../src/lib/restore.js'
 
 const ns = (name: string) => namespaceByName(name)!
 const spec = (text: string) => parseJoinNs(text, '/')
@@ -79,5 +79,12 @@ describe('restore plan (pure)', () => {
       const given = shownCommands(request({joinNs: [spec('uts:7')], workDir: '/w'}), facts)
       expect(given.command).to.equal('/c/criu restore --images-dir /ck --work-dir /w --log-file /w/restore.log -v4 --pidfile /w/restore.pid --restore-detached --join-ns uts:/proc/7/ns/uts')
     })
+  })
+
+  it('names the checkpoint PIDs taken here, by whom, five at most', () => {
+    expect(takenPidsWarning([])).to.equal(undefined)
+    expect(takenPidsWarning([{comm: 'sleep', pid: 42}])).to.equal('the checkpoint\'s PID 42 (sleep) is taken here: CRIU recreates every task with its PID, so the restore would fail; end that process first')
+    const seven = [1, 2, 3, 4, 5, 6, 7].map(pid => ({comm: 'w', pid: 100 + pid}))
+    expect(takenPidsWarning(seven)).to.equal('the checkpoint\'s PIDs 101 (w), 102 (w), 103 (w), 104 (w), 105 (w) and 2 more are taken here: CRIU recreates every task with its PID, so the restore would fail; end those processes first')
   })
 })
