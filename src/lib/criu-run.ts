@@ -17,7 +17,7 @@ import {FailedError, InterruptedError} from './errors.js'
 import {
   ExitWatch, MessageSocket, NEW_PIPE, StartError, StartFd, startProgram, watchExit,
 } from './native.js'
-import {processStat} from './proc.js'
+import {isRunning} from './proc.js'
 
 /** Hooks for the shell: progress display and signal handling live with the caller. */
 export interface CriuIO {
@@ -246,8 +246,7 @@ export function cutLog(file: string, headBytes: number, tailBytes: number): numb
 
 /** Whether the process has exited (gone, or a zombie not yet reaped): it writes nothing more. */
 function hasExited(pid: number | undefined): boolean {
-  const state = pid === undefined ? undefined : processStat(pid)?.state
-  return state === undefined || state === 'Z' || state === 'X'
+  return pid === undefined || !isRunning(pid)
 }
 
 const mib = (bytes: number) => `${Number((bytes / 1024 / 1024).toFixed(2))} MiB`

@@ -157,10 +157,12 @@ export function readImage<T>(dir: string, name: string, message: MessageSchema):
   return decodeImage<T>(readFileSync(join(dir, name)), message, name)
 }
 
+/** The PIDs and TIDs of a pstree.img, each once. */
+const pidsOf = (tree: readonly PstreeEntry[]) => [...new Set(tree.flatMap(e => [e.pid, ...(e.threads ?? [])]))]
+
 /** Every PID and TID the checkpoint will recreate (pstree.img). */
 export function checkpointPids(dir: string): number[] {
-  const tree = readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree)
-  return [...new Set(tree.flatMap(e => [e.pid, ...(e.threads ?? [])]))]
+  return pidsOf(readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree))
 }
 
 /**
@@ -169,12 +171,12 @@ export function checkpointPids(dir: string): number[] {
  * the tree had one of its own (CRIU then makes a new one, where the numbers are free).
  */
 export function pidsInRestoringNamespace(dir: string): number[] {
-  const [root] = readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree)
-  if (!root) return []
-  const [ids] = readImage<TaskKobjIdsEntry>(dir, `ids-${root.pid}.img`, MESSAGES.ids)
+  const tree = readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree)
+  if (tree.length === 0) return []
+  const [ids] = readImage<TaskKobjIdsEntry>(dir, `ids-${tree[0].pid}.img`, MESSAGES.ids)
   const dumper = readInventory(dir).rootIds?.pidNsId
   if (ids?.pidNsId !== undefined && dumper !== undefined && ids.pidNsId !== dumper) return []
-  return checkpointPids(dir)
+  return pidsOf(tree)
 }
 
 export function readInventory(dir: string): InventoryEntry {

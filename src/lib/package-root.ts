@@ -21,15 +21,15 @@ function isOurs(dir: string): boolean {
   }
 }
 
-/** The folder holding the plugin's package.json, the nearest one above `from`. */
-export function packageRoot(from = __dirname): string {
-  if (from === __dirname && found) return found
-  for (let dir = from; ; dir = dirname(dir)) {
+/** The folder holding the plugin's package.json, the nearest one above this code. */
+export function packageRoot(): string {
+  if (found) return found
+  for (let dir = __dirname; ; dir = dirname(dir)) {
     if (isOurs(dir)) {
-      if (from === __dirname) found = dir
+      found = dir
       return dir
     }
 
-    if (dirname(dir) === dir) throw new Error(`${NAME}: no package.json of ours above ${from}`)
+    if (dirname(dir) === dir) throw new Error(`${NAME}: no package.json of ours above ${__dirname}`)
   }
 }

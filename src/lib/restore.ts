@@ -554,15 +554,10 @@ export function takenPidsWarning(taken: readonly {comm: string; pid: number}[]):
  * does not (CRIU's own error, with a hint, says it there).
  */
 async function takenPids(imagesDir: string): Promise<{comm: string; pid: number}[]> {
-  let pids: number[]
-  try {
-    const {pidsInRestoringNamespace} = await import('./image-reader.js')
-    pids = pidsInRestoringNamespace(imagesDir)
-  } catch {
-    return []
-  }
-
-  return pids.filter(pid => processStat(pid) !== undefined).map(pid => ({comm: processIds(pid)?.comm ?? '?', pid}))
+  return (await pidsToRestore(imagesDir, 'in this PID namespace')).flatMap(pid => {
+    const held = processIds(pid)
+    return held ? [{comm: held.comm, pid}] : []
+  })
 }
 
 /** What restore would do, without running CRIU: the targets are checked and pinned, then released. */
@@ -615,13 +610,14 @@ function releaseSubreaper(): void {
 }
 
 /**
- * The PIDs the checkpoint recreates; none when pstree.img cannot be read (CRIU said why).
- * Read only after a failure: a successful restore of a checkpoint with a manifest decodes no image.
+ * The PIDs the checkpoint recreates (all of them, or those CRIU recreates in this PID namespace);
+ * none when pstree.img cannot be read (CRIU said why). Read only after a failure and by a dry
+ * run: a successful restore of a checkpoint with a manifest decodes no image.
  */
-async function pidsToRestore(imagesDir: string): Promise<number[]> {
+async function pidsToRestore(imagesDir: string, which: 'all' | 'in this PID namespace' = 'all'): Promise<number[]> {
   try {
-    const {checkpointPids} = await import('./image-reader.js')
-    return checkpointPids(imagesDir)
+    const reader = await import('./image-reader.js')
+    return which === 'all' ? reader.checkpointPids(imagesDir) : reader.pidsInRestoringNamespace(imagesDir)
   } catch {
     return []
   }
