@@ -4,7 +4,8 @@
  * hits both alike, and reports medians.
  *
  *   1. spawn-joined /bin/true into net+uts+ipc   vs  nsenter -t PID -n -u -i true
- *   2. mycli restore -J net:H (checkpoint with a manifest; plain criu dump) vs  mycli --version + criu restore
+ *   2. mycli restore -J net:H (checkpoint with a manifest; plain criu dump) vs  mycli --version + criu restore,
+ *      and the floor: a minimal oclif command that only runs criu restore, vs its --version + criu restore
  *   3. large restore (1 GiB touched): mycli restore / criu restore
  *   4. host CLI --help with the plugin installed vs without it
  *   5. validation: parse, pin and check 1, 8, 64 -J targets (library level)
@@ -20,7 +21,9 @@
  * `--only=6,7` runs only those figures (`--gate` is `--only=10`).
  */
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {closeSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {
+  closeSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
@@ -155,6 +158,15 @@ async function benchSpawnJoined(): Promise<void> {
  * is a fifth side: before and after in the same run. BENCH_ROUNDS sets the rounds (21).
  */
 async function benchRestoreOverhead(criuPath: string): Promise<void> {
+  const floor = floorCli()
+  try {
+    await restoreOverhead(criuPath, floor)
+  } finally {
+    rmSync(floor.dir, {force: true, recursive: true})
+  }
+}
+
+async function restoreOverhead(criuPath: string, floor: {bin: string}): Promise<void> {
   const h = holder()
   const withManifest = await checkpointOf(criuPath, ['sleep', '100000'], 100)
   await writeManifest(withManifest.dir, 'bench')
@@ -190,6 +202,12 @@ async function benchRestoreOverhead(criuPath: string): Promise<void> {
       spawnSync(process.execPath, [BIN, '--version'], {env})
       return nowMs() - t0
     }},
+    floor: {ms: [], run: () => pluginRestore(withManifest, floor.bin)},
+    floorVersion: {ms: [], async run() {
+      const t0 = nowMs()
+      spawnSync(process.execPath, [floor.bin, '--version'], {env})
+      return nowMs() - t0
+    }},
   }
   const order = Object.keys(sides)
   for (let i = 0; i < runs; i++) {
@@ -202,16 +220,76 @@ async function benchRestoreOverhead(criuPath: string): Promise<void> {
   await killAndReap(h)
   for (const ck of [withManifest, plainDump]) rmSync(ck.dir, {force: true, recursive: true})
   const [m, p, v, d] = [median(sides.manifest.ms), median(sides.plain.ms), median(sides.version.ms), median(sides.criu.ms)]
+  const [f, fv] = [median(sides.floor.ms), median(sides.floorVersion.ms)]
   report(`2. eager restore overhead (median of ${runs} interleaved rounds, order rotating):`)
   report(`   mycli --version:                                   ${v.toFixed(1)} ms`)
   report(`   criu restore -D imgs -J net:H:                     ${d.toFixed(1)} ms`)
   report(`   mycli restore -J net:H, checkpoint with manifest:  ${m.toFixed(1)} ms  plugin adds ${(m - v - d).toFixed(1)} ms (target <= 10)`)
   report(`   mycli restore -J net:H, plain criu dump:           ${p.toFixed(1)} ms  plugin adds ${(p - v - d).toFixed(1)} ms (structure check included)`)
+  report('   the floor: a minimal oclif command that only runs criu restore (floorCli):')
+  report(`      floor --version ${fv.toFixed(1)} ms; floor restore -D imgs -J net:H ${f.toFixed(1)} ms  the command adds ${(f - fv - d).toFixed(1)} ms`)
   if (before) {
     const b = median(sides.before.ms)
     report(`   the build at BENCH_BEFORE, checkpoint with manifest: ${b.toFixed(1)} ms  plugin adds ${(b - v - d).toFixed(1)} ms; after/before ${(m / b).toFixed(3)}`)
     report(`      (BENCH_BEFORE=${before})`)
   }
+}
+
+/**
+ * The floor of figure 2: the least an oclif command can do to restore into a joined namespace,
+ * as a CLI of its own in a temp folder (this repo's @oclif/core, a manifest, one command, no
+ * hook). Its `restore` parses -D and -J with oclif's flags, makes a work folder, runs `criu
+ * restore -d` as the bare CRIU side does, reads the pidfile, prints the PID and removes the
+ * folder: no checks, no pinning, no verification. What it adds beyond its own `--version` and
+ * bare CRIU is what any oclif command pays to run CRIU, before any work of the plugin's.
+ */
+function floorCli(): {bin: string; dir: string} {
+  const dir = mkdtempSync(join(tmpdir(), 'oclif-plugin-criu-bench-floor-'))
+  try {
+    writeFloorCli(dir)
+  } catch (error) {
+    rmSync(dir, {force: true, recursive: true})
+    throw error
+  }
+
+  return {bin: join(dir, 'bin', 'run.js'), dir}
+}
+
+function writeFloorCli(dir: string): void {
+  mkdirSync(join(dir, 'bin'))
+  mkdirSync(join(dir, 'commands'))
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'))
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({
+    name: 'floor', version: '1.0.0', private: true, files: ['bin', 'commands'],
+    oclif: {bin: 'floor', commands: './commands', dirname: 'floor', topicSeparator: ' '},
+  }))
+  writeFileSync(join(dir, 'bin', 'run.js'), "require('@oclif/core').execute({dir: __dirname})\n")
+  writeFileSync(join(dir, 'commands', 'restore.js'), `
+const {Command, Flags} = require('@oclif/core')
+const {spawnSync} = require('node:child_process')
+const {mkdtempSync, readFileSync, rmSync} = require('node:fs')
+const {tmpdir} = require('node:os')
+const {join} = require('node:path')
+
+module.exports = class Restore extends Command {
+  static description = 'criu restore -d into joined namespaces, nothing else'
+  static flags = {
+    'images-dir': Flags.string({char: 'D', required: true}),
+    'join-ns': Flags.string({char: 'J', multiple: true}),
+  }
+
+  async run() {
+    const {flags} = await this.parse(Restore)
+    const work = mkdtempSync(join(tmpdir(), 'floor-'))
+    const joins = (flags['join-ns'] ?? []).flatMap(j => ['-J', j.replace(/^(\\w+):(\\d+)$/, (_, ns, pid) => ns + ':/proc/' + pid + '/ns/' + ns)])
+    const criu = spawnSync(process.env.CRIU_PATH, ['restore', '-D', flags['images-dir'], '-W', work, '-o', 'restore.log', '-v4', '--pidfile', join(work, 'pid'), '-d', ...joins])
+    if (criu.status !== 0) this.error('criu restore failed')
+    this.log('Restored PID ' + readFileSync(join(work, 'pid'), 'utf8').trim())
+    rmSync(work, {force: true, recursive: true})
+  }
+}
+`)
+  execFileSync(join(REPO, 'node_modules', '.bin', 'oclif'), ['manifest'], {cwd: dir, env: {...process.env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true'}, stdio: 'ignore'})
 }
 
 async function benchLargeRestore(criuPath: string): Promise<void> {
