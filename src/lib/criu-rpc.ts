@@ -10,6 +10,7 @@
  * and read by hand: the ten fields below do not justify loading protobufjs, which takes 50-60 ms
  * on these machines (measured: `require('protobufjs/minimal')` in a fresh Node 20).
  */
+import {Cursor, fieldsOf, LENGTH, VARINT} from './wire.js'
 
 /** criu_req_type */
 export const REQ = {NOTIFY: 6, RESTORE: 2} as const
@@ -39,10 +40,6 @@ export interface RpcRestoreOptions {
   /** This process's fd of the work folder. */
   workDirFd: number
 }
-
-/** protobuf wire types */
-const VARINT = 0
-const LENGTH = 2
 
 /** A protobuf message being written: fields appended in order. */
 class Fields {
@@ -133,75 +130,6 @@ export interface RpcResponse {
   restoredPid?: number
   success: boolean
   type: number
-}
-
-/** A reader over one message; throws on anything that is not well-formed protobuf. */
-class Cursor {
-  pos = 0
-
-  constructor(private readonly buf: Uint8Array, readonly end = buf.length) {}
-
-  bytes(): Uint8Array {
-    const n = this.varint()
-    if (this.pos + n > this.end) throw new Error('a field runs past the end of the message')
-    const out = this.buf.subarray(this.pos, this.pos + n)
-    this.pos += n
-    return out
-  }
-
-  skip(wire: number): void {
-    switch (wire) {
-    case VARINT: {
-      this.varint()
-      break
-    }
-
-    case 1: {
-      this.pos += 8
-      break
-    }
-
-    case LENGTH: {
-      this.bytes()
-      break
-    }
-
-    case 5: {
-      this.pos += 4
-      break
-    }
-
-    default: {
-      throw new Error(`wire type ${wire}`)
-    }
-    }
-
-    if (this.pos > this.end) throw new Error('a field runs past the end of the message')
-  }
-
-  /** A varint as a signed 64-bit value cut to a JS number (int32 fields: -1 stays -1). */
-  varint(): number {
-    let v = 0n
-    for (let shift = 0n; shift < 70n; shift += 7n) {
-      if (this.pos >= this.end) throw new Error('a varint runs past the end of the message')
-      const b = this.buf[this.pos++]
-      v |= BigInt(b & 0x7F) << shift
-      if (b < 0x80) return Number(BigInt.asIntN(64, v))
-    }
-
-    throw new Error('a varint longer than ten bytes')
-  }
-}
-
-/**
- * The fields of a message in order.
- * @yields each field's number and wire type, with `c` positioned on its value (read or skip it)
- */
-function * fieldsOf(c: Cursor): Generator<{id: number; wire: number}> {
-  while (c.pos < c.end) {
-    const tag = c.varint()
-    yield {id: Math.floor(tag / 8), wire: tag % 8}
-  }
 }
 
 function decodeNotify(bytes: Uint8Array): {pid?: number; script?: string} {

@@ -11,11 +11,13 @@ import {join} from 'node:path'
 
 import type {Damage} from './manifest.js'
 
-import {checkWireFormat, decodeRecord, imageRecords, ImageError} from './image-reader.js'
+import {checkWireFormat, decodeRecord} from './image-reader.js'
 import {
   CoreEntry, FdinfoEntry, FileEntry, FsEntry, MESSAGES, PagemapEntry, PagemapHead, PE_PARENT, PE_PRESENT, PstreeEntry, TASK_DEAD, TaskKobjIdsEntry,
 } from './image-schema.js'
-import {IMAGE_MAGICS, IMG_COMMON_MAGIC, isInventoryHeader, RAW_IMAGE_PREFIXES, SINGLE_ENTRY_IMAGES} from './images.js'
+import {
+  IMAGE_MAGICS, IMG_COMMON_MAGIC, ImageError, imageRecords, isInventoryHeader, RAW_IMAGE_PREFIXES, SINGLE_ENTRY_IMAGES,
+} from './images.js'
 
 /** x86-64 and the 4 KiB-page arm64 kernels; pagemap entries count pages of this size. */
 export const PAGE_SIZE = 4096

@@ -8,36 +8,8 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {Reader} from 'protobufjs/minimal.js'
 
-import {FieldDescriptor, InventoryEntry, isMessageType, MESSAGES, MessageSchema, messageSchema, PstreeEntry, StatsEntry, TaskKobjIdsEntry} from './image-schema.js'
-import {IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC} from './images.js'
-
-export class ImageError extends Error {
-  override name = 'ImageError'
-}
-
-/** Where the records of an image start: after IMG_COMMON_MAGIC (or the service magic) and its own magic. */
-function firstRecord(view: DataView): number {
-  const first = view.getUint32(0, true)
-  return first === IMG_COMMON_MAGIC || first === IMG_SERVICE_MAGIC ? 8 : 4
-}
-
-/** The [u32 size][message] records of a CRIU image, as views into `bytes`. */
-export function imageRecords(bytes: Uint8Array, file = 'image'): Uint8Array[] {
-  if (bytes.length < 4) throw new ImageError(`${file} is too short to be a CRIU image (${bytes.length} bytes)`)
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  let offset = firstRecord(view)
-  const records: Uint8Array[] = []
-  while (offset < bytes.length) {
-    if (offset + 4 > bytes.length) throw new ImageError(`${file} ends inside a record header (at byte ${offset})`)
-    const size = view.getUint32(offset, true)
-    offset += 4
-    if (offset + size > bytes.length) throw new ImageError(`${file} ends inside a record (${size} bytes announced at byte ${offset - 4}, ${bytes.length - offset} left)`)
-    records.push(bytes.subarray(offset, offset + size))
-    offset += size
-  }
-
-  return records
-}
+import {FieldDescriptor, isMessageType, MESSAGES, MessageSchema, messageSchema, StatsEntry} from './image-schema.js'
+import {ImageError, imageRecords} from './images.js'
 
 /**
  * Check that a record is well-formed protobuf without knowing its message: every field has a
@@ -155,34 +127,6 @@ function readValue(reader: Reader, field: FieldDescriptor): unknown {
 
 export function readImage<T>(dir: string, name: string, message: MessageSchema): T[] {
   return decodeImage<T>(readFileSync(join(dir, name)), message, name)
-}
-
-/** The PIDs and TIDs of a pstree.img, each once. */
-const pidsOf = (tree: readonly PstreeEntry[]) => [...new Set(tree.flatMap(e => [e.pid, ...(e.threads ?? [])]))]
-
-/** Every PID and TID the checkpoint will recreate (pstree.img). */
-export function checkpointPids(dir: string): number[] {
-  return pidsOf(readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree))
-}
-
-/**
- * The PIDs and TIDs CRIU recreates in the PID namespace it runs in: all of them when the tree's
- * root shared the PID namespace of the CRIU that dumped it (inventory.img's root_ids), none when
- * the tree had one of its own (CRIU then makes a new one, where the numbers are free).
- */
-export function pidsInRestoringNamespace(dir: string): number[] {
-  const tree = readImage<PstreeEntry>(dir, 'pstree.img', MESSAGES.pstree)
-  if (tree.length === 0) return []
-  const [ids] = readImage<TaskKobjIdsEntry>(dir, `ids-${tree[0].pid}.img`, MESSAGES.ids)
-  const dumper = readInventory(dir).rootIds?.pidNsId
-  if (ids?.pidNsId !== undefined && dumper !== undefined && ids.pidNsId !== dumper) return []
-  return pidsOf(tree)
-}
-
-export function readInventory(dir: string): InventoryEntry {
-  const [inventory] = readImage<InventoryEntry>(dir, 'inventory.img', MESSAGES.inventory)
-  if (!inventory) throw new ImageError('inventory.img has no entry')
-  return inventory
 }
 
 /** CRIU's own statistics of one dump or restore, times in milliseconds. */

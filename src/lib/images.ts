@@ -22,6 +22,34 @@ export const IMG_COMMON_MAGIC = 0x54_56_43_19
 export const IMG_SERVICE_MAGIC = 0x55_10_59_40
 export const INVENTORY_MAGIC = 0x58_31_31_16
 
+export class ImageError extends Error {
+  override name = 'ImageError'
+}
+
+/** Where the records of an image start: after IMG_COMMON_MAGIC (or the service magic) and its own magic. */
+function firstRecord(view: DataView): number {
+  const first = view.getUint32(0, true)
+  return first === IMG_COMMON_MAGIC || first === IMG_SERVICE_MAGIC ? 8 : 4
+}
+
+/** The [u32 size][message] records of a CRIU image, as views into `bytes`. */
+export function imageRecords(bytes: Uint8Array, file = 'image'): Uint8Array[] {
+  if (bytes.length < 4) throw new ImageError(`${file} is too short to be a CRIU image (${bytes.length} bytes)`)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  let offset = firstRecord(view)
+  const records: Uint8Array[] = []
+  while (offset < bytes.length) {
+    if (offset + 4 > bytes.length) throw new ImageError(`${file} ends inside a record header (at byte ${offset})`)
+    const size = view.getUint32(offset, true)
+    offset += 4
+    if (offset + size > bytes.length) throw new ImageError(`${file} ends inside a record (${size} bytes announced at byte ${offset - 4}, ${bytes.length - offset} left)`)
+    records.push(bytes.subarray(offset, offset + size))
+    offset += size
+  }
+
+  return records
+}
+
 /**
  * The second magic word of the images a process checkpoint holds, by file name (criu/include/
  * magic.h; timens seen in CRIU 4.2.1's images). Images not named here must still start with

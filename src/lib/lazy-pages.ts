@@ -22,11 +22,13 @@ import {join, resolve} from 'node:path'
 
 import type {PagemapEntry} from './image-schema.js'
 
+import {checkpointPids} from './checkpoint-pids.js'
 import {
   CriuIO, CriuRun, formatCommand, ShellFolder, supervise,
 } from './criu-run.js'
 import {binaryKey, criuErrorLines, CriuVersion, Exit, formatVersion, readCache, versionAtLeast, writeCache} from './criu.js'
 import {FailedError, InterruptedError} from './errors.js'
+import {imageRecords} from './images.js'
 import {quote} from './join-ns.js'
 import {descendsFromThisProcess} from './proc.js'
 
@@ -140,7 +142,7 @@ export function lazyPagesCommand(plan: LazyPagesPlan, env: Record<string, string
 
 /** Bytes the daemon will deliver: the pagemap entries CRIU marked lazy, over all tasks. */
 export async function lazyBytes(imagesDir: string): Promise<number> {
-  const {decodeRecord, imageRecords} = await import('./image-reader.js')
+  const {decodeRecord} = await import('./image-reader.js')
   const {MESSAGES, PE_LAZY} = await import('./image-schema.js')
   let pages = 0
   for (const name of readdirSync(imagesDir).filter(f => /^pagemap-\d+\.img$/.test(f))) {
@@ -383,7 +385,6 @@ export async function startLazyPages(
   const lazy = await LazyPages.start({...facts, imagesDir: request.imagesDir, timeout: request.timeout}, io)
   // Known before the restore: a stop at any moment from now on ends those of them that are ours.
   try {
-    const {checkpointPids} = await import('./image-reader.js')
     lazy.restored(checkpointPids(request.imagesDir))
   } catch (error) {
     const failure = new FailedError(`--images-dir ${quote(request.imagesDir)}: cannot read pstree.img: ${(error as Error).message}`)

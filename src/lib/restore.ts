@@ -11,7 +11,9 @@ import {dirname, join, resolve} from 'node:path'
 import type {CriuStats} from './image-reader.js'
 
 import {criuCapabilities, hasAdminCapability} from './capabilities.js'
+import {checkpointPids, pidsInRestoringNamespace} from './checkpoint-pids.js'
 import {findProblems, hintOf, userIdsProblem} from './checks.js'
+import {commandLine} from './cli-names.js'
 import {encodeRestoreRequest, restoreOverRpc, RpcRestoreOptions} from './criu-rpc.js'
 import {
   CriuIO, criuLimits, CriuRun, formatCommand, readStats, shellQuote, supervise,
@@ -20,7 +22,7 @@ import {criuEnvironment, criuFailure, CriuVersion, criuVersion, describeCriu, Ex
 import {FailedError, InterruptedError, RefusedError} from './errors.js'
 import {checkImagesDir} from './images.js'
 import {checkBeforeRestore, IntegrityMethod, NO_PAGES_CHECK, pagesVerdict, startPages, verdictLine} from './integrity.js'
-import {formatJoinNs, JoinNsSpec, quote} from './join-ns.js'
+import {JoinNsSpec, quote, typedJoinNs} from './join-ns.js'
 import {
   LazyPages,
   lazyPagesCommand,
@@ -40,7 +42,9 @@ import {CheckpointNamespaces, conflictHint, hasNamespaceImages, joinConflicts, N
 import {descendsFromThisProcess, processIds, processStat} from './proc.js'
 import {judgeJoins, observeJoins, readRestoredTree, RestoredTree, VerifiedTask} from './restored-tree.js'
 import {checkCriuOutputs, writeFileNoFollow} from './trust.js'
-import {keepWorkDirFor, makeWorkDir, noteLogFile, removeWorkDir, shownWorkDir, WorkDir} from './work-dir.js'
+import {
+  keepWorkDirFor, makeWorkDir, noteCriuRan, noteLogFile, removeWorkDir, shownWorkDir, WorkDir,
+} from './work-dir.js'
 
 export const MANAGE_CGROUPS_MODES = ['none', 'props', 'soft', 'full', 'strict', 'ignore'] as const
 export type ManageCgroupsMode = (typeof MANAGE_CGROUPS_MODES)[number]
@@ -405,7 +409,7 @@ const formatMap = (map: readonly IdMapRange[]) => quote(map.map(r => `${r.inside
 export function userJoinRefusal(joins: readonly UserJoinFacts[], specs: readonly JoinNsSpec[]): string | undefined {
   for (const [i, join] of joins.entries()) {
     if (join.ns.name !== 'user') continue
-    const head = `--join-ns ${quote(formatJoinNs(specs[i]))}`
+    const head = `--join-ns ${quote(typedJoinNs(specs[i]))}`
     const why = 'CRIU restores the tasks with the credentials of the images (root), which mean another user or none there, so they could not read the checkpoint\'s images or switch user at all'
     if (join.maps) {
       const {gid, uid} = join.maps
@@ -464,6 +468,9 @@ async function prepare(request: RestoreRequest) {
   }
 
   checkCriuOutputs(request, RESTORE_WORK_FILES)
+  // A dry run names them as a warning (dryRunRestore); a real run would only get CRIU's error.
+  const taken = request.dryRun ? undefined : takenPidsRefusal(takenPids(request.imagesDir))
+  if (taken) throw taken
 
   if (request.timeout !== undefined && !(request.timeout > 0)) throw new RefusedError(`--timeout ${request.timeout}: give a number of seconds above 0`)
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
@@ -538,23 +545,36 @@ function withoutStatusFd(argv: readonly string[]): string[] {
 /** Most taken PIDs a warning names. */
 const TAKEN_SHOWN = 5
 
-/** What to say of checkpoint PIDs that processes here hold: the restore would fail on them. Pure. */
-export function takenPidsWarning(taken: readonly {comm: string; pid: number}[]): string | undefined {
-  if (taken.length === 0) return undefined
+/** Which of the checkpoint's PIDs processes here hold, by PID and name (the first five). Pure. */
+function takenPidsText(taken: readonly {comm: string; pid: number}[]): string {
   const shown = taken.slice(0, TAKEN_SHOWN).map(t => `${t.pid} (${t.comm})`).join(', ')
   const more = taken.length > TAKEN_SHOWN ? ` and ${taken.length - TAKEN_SHOWN} more` : ''
-  const which = taken.length === 1 ? `the checkpoint's PID ${shown} is` : `the checkpoint's PIDs ${shown}${more} are`
-  return `${which} taken here: CRIU recreates every task with its PID, so the restore would fail; end ${taken.length === 1 ? 'that process' : 'those processes'} first`
+  return taken.length === 1 ? `the checkpoint's PID ${shown} is taken here` : `the checkpoint's PIDs ${shown}${more} are taken here`
+}
+
+/** What a dry run says of checkpoint PIDs that processes here hold: the restore would be refused. Pure. */
+export function takenPidsWarning(taken: readonly {comm: string; pid: number}[]): string | undefined {
+  if (taken.length === 0) return undefined
+  return `${takenPidsText(taken)}: CRIU recreates every task with its PID, so the restore would be refused; end ${taken.length === 1 ? 'that process' : 'those processes'} first`
+}
+
+/** The refusal of a restore whose PIDs processes here hold, before CRIU starts. Pure. */
+export function takenPidsRefusal(taken: readonly {comm: string; pid: number}[]): RefusedError | undefined {
+  if (taken.length === 0) return undefined
+  const them = taken.length === 1 ? 'that process' : 'those processes'
+  return new RefusedError(
+    `${takenPidsText(taken)}: CRIU recreates every task with its PID, and cannot while another process holds it`,
+    `end ${them} first and restore again (after \`${commandLine('checkpoint', '--leave-running')}\`, the checkpointed tree itself still runs and holds them)`,
+  )
 }
 
 /**
  * The checkpoint's PIDs that a process (or a zombie) holds here, with its name; none when the
- * tree gets a PID namespace of its own, or pstree.img cannot be read (the real run says why).
- * Only the dry run asks: it decodes images, which a real restore of a checkpoint with a manifest
- * does not (CRIU's own error, with a hint, says it there).
+ * tree gets a PID namespace of its own, or pstree.img cannot be read (the structure check or
+ * CRIU says why). A few reads of /proc per task.
  */
-async function takenPids(imagesDir: string): Promise<{comm: string; pid: number}[]> {
-  return (await pidsToRestore(imagesDir, 'in this PID namespace')).flatMap(pid => {
+function takenPids(imagesDir: string): {comm: string; pid: number}[] {
+  return pidsToRestore(imagesDir, 'in this PID namespace').flatMap(pid => {
     const held = processIds(pid)
     return held ? [{comm: held.comm, pid}] : []
   })
@@ -564,7 +584,7 @@ async function takenPids(imagesDir: string): Promise<{comm: string; pid: number}
 export async function dryRunRestore(request: RestoreRequest): Promise<DryRunResult> {
   const {criu, images, integrity, pins, version} = await prepare(request)
   try {
-    const taken = takenPidsWarning(await takenPids(request.imagesDir))
+    const taken = takenPidsWarning(takenPids(request.imagesDir))
     const env = diffEnv(criuEnvironment(version, () => hwBreakpointsWork(probeHwBreakpoints)))
     const shown = shownCommands(request, {criu, env, externalNetKey: images.externalNetKey, imagesDir: request.imagesDir, ino: pins.map(p => p.ino)})
     return {
@@ -611,13 +631,11 @@ function releaseSubreaper(): void {
 
 /**
  * The PIDs the checkpoint recreates (all of them, or those CRIU recreates in this PID namespace);
- * none when pstree.img cannot be read (CRIU said why). Read only after a failure and by a dry
- * run: a successful restore of a checkpoint with a manifest decodes no image.
+ * none when pstree.img cannot be read (the structure check or CRIU says why).
  */
-async function pidsToRestore(imagesDir: string, which: 'all' | 'in this PID namespace' = 'all'): Promise<number[]> {
+function pidsToRestore(imagesDir: string, which: 'all' | 'in this PID namespace' = 'all'): number[] {
   try {
-    const reader = await import('./image-reader.js')
-    return which === 'all' ? reader.checkpointPids(imagesDir) : reader.pidsInRestoringNamespace(imagesDir)
+    return which === 'all' ? checkpointPids(imagesDir) : pidsInRestoringNamespace(imagesDir)
   } catch {
     return []
   }
@@ -793,15 +811,19 @@ async function restoreResult(
 /**
  * After a failure at any point: the lazy-pages daemon and CRIU stopped, every task of the
  * checkpoint that is now this process's descendant ended and reaped, the work folder kept when
- * it holds CRIU's log, and the error told where that log is.
+ * it holds CRIU's log, and the error told which CRIU ran and where its log is.
  */
-async function undoRestore(error: unknown, state: {imagesDir: string; lazy?: LazyPages; logFile: string; run?: CriuRun; work: WorkDir}): Promise<void> {
+async function undoRestore(
+  error: unknown,
+  state: {imagesDir: string; lazy?: LazyPages; logFile: string; ran: string; run?: CriuRun; work: WorkDir},
+): Promise<void> {
   const {run} = state
   await shutdownLazyPages(state.lazy, error)
   if (run) {
     run.stop(error instanceof InterruptedError ? error : new FailedError('restore failed'))
     await run.exited.catch(() => {})
-    await endHalfRestored(await pidsToRestore(state.imagesDir))
+    await endHalfRestored(pidsToRestore(state.imagesDir))
+    noteCriuRan(error, state.ran)
   }
 
   keepWorkDirFor(error, state.work, state.logFile)
@@ -872,7 +894,7 @@ export async function runRestore(request: RestoreRequest, io: RestoreIO = {}): P
 
     return await restoreResult(request, done, {lazyPages: await settleLazyPages(lazy, request, started, io)})
   } catch (error) {
-    await undoRestore(error, {imagesDir: request.imagesDir, lazy, logFile, run, work})
+    await undoRestore(error, {imagesDir: request.imagesDir, lazy, logFile, ran, run, work})
     throw error
   } finally {
     pagesCheck.cancel()

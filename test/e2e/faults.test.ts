@@ -3,7 +3,9 @@ import {ChildProcess, spawn, spawnSync} from 'node:child_process'
 import {chmodSync, existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {basename, join} from 'node:path'
 
-import {Checkpoint, checkpoint, mycli} from '../support/checkpoint.js'
+import {
+  Checkpoint, checkpoint, folderDigest, mycli,
+} from '../support/checkpoint.js'
 import {alive, BIN, cleanup, criuPath, flat, keptWorkDir, killPid, nsInode, pluginFolders, requireRoot, startHolder, tempDir, track, waitFor} from '../support/system.js'
 
 /**
@@ -149,17 +151,44 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     expect(nsInode(ckpt.pid, 'net')).to.equal(inode)
   })
 
-  it('the restored PID is already taken: exit 1 with CRIU\'s error and a hint; the running one is untouched', async () => {
+  it('the restored PID is already taken: refused before CRIU starts (exit 2), naming the PID and its process; nothing written; the running one untouched', async () => {
     const first = mycli(['restore', '-D', ckpt.dir])
     expect(first.code, first.stderr).to.equal(0)
     track(ckpt.pid)
+    const folders = pluginFolders()
+    const images = folderDigest(ckpt.dir)
     const second = mycli(['restore', '-D', ckpt.dir])
-    expect(second.code).to.equal(1)
-    const err = flat(second.stderr)
+    expect(second.code, second.stderr).to.equal(2)
+    expect(second.stderr).to.equal(`Error: the checkpoint's PID ${ckpt.pid} (sleep) is taken here: CRIU recreates every task with its PID, and cannot while another process holds it\nHint: end that process first and restore again (after \`mycli checkpoint --leave-running\`, the checkpointed tree itself still runs and holds them)\n`)
+    const json = mycli(['restore', '-D', ckpt.dir, '--json'])
+    expect(json.code).to.equal(2)
+    expect(json.stderr).to.equal('')
+    expect(JSON.parse(json.stdout).error).to.include({exitCode: 2})
+    expect(pluginFolders(), 'no work folder: CRIU never started').to.deep.equal(folders)
+    expect(folderDigest(ckpt.dir), 'the checkpoint is untouched').to.equal(images)
+    expect(alive(ckpt.pid), 'the first restore still runs').to.equal(true)
+  })
+
+  it('CRIU\'s own "File exists" still gets its hint, when a PID is taken between the check and the fork', async () => {
+    const first = mycli(['restore', '-D', ckpt.dir])
+    expect(first.code, first.stderr).to.equal(0)
+    track(ckpt.pid)
+    // Held at pre-restore, after the plugin's check: the PID is taken only now.
+    killPid(ckpt.pid)
+    await waitFor('the first restore to be reaped', () => gone(ckpt.pid), 10_000)
+    const hold = holdCriuAt('pre-restore')
+    const run = startMycli(['restore', '-D', ckpt.dir], hold.env)
+    await waitFor('CRIU to reach pre-restore', hold.reached, 30_000)
+    const other = mycli(['restore', '-D', ckpt.dir])
+    expect(other.code, other.stderr).to.equal(0)
+    hold.release()
+    const r = await run.done
+    expect(r.code).to.equal(1)
+    const err = flat(r.stderr)
     expect(err).to.include(`Can't fork for ${ckpt.pid}: File exists`)
     expect(err).to.include('Hint: a process with one of the checkpoint\'s PIDs already runs here')
-    expect(keptWorkDir(second.stderr), 'the failed restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
-    expect(alive(ckpt.pid), 'the first restore still runs').to.equal(true)
+    expect(keptWorkDir(r.stderr), 'the failed restore keeps its folder and names its log').to.match(/oclif-plugin-criu-restore-/)
+    expect(alive(ckpt.pid), 'the other restore still runs').to.equal(true)
   })
 
   it('the restored PID is already taken: a --dry-run says so, by PID and name (exit 0, text and --json), and starts nothing', async () => {
@@ -167,7 +196,7 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     expect(first.code, first.stderr).to.equal(0)
     track(ckpt.pid)
     const folders = pluginFolders()
-    const warning = `the checkpoint's PID ${ckpt.pid} (sleep) is taken here: CRIU recreates every task with its PID, so the restore would fail; end that process first`
+    const warning = `the checkpoint's PID ${ckpt.pid} (sleep) is taken here: CRIU recreates every task with its PID, so the restore would be refused; end that process first`
     const text = mycli(['restore', '-D', ckpt.dir, '--dry-run'])
     expect(text.code, text.stderr).to.equal(0)
     expect(text.stderr).to.equal(`Warning: ${warning}\n`)

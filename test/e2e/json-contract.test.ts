@@ -4,9 +4,11 @@ import {chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} f
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
-import {checkpoint, CliResult, mycli} from '../support/checkpoint.js'
 import {
-  BIN, cleanup, criuPath, flat, killPid, nsInode, nsLink, requireRoot, startHolder, tempDir, startSleeper, track, waitFor,
+  checkpoint, CliResult, mycli, unrestorableCheckpoint,
+} from '../support/checkpoint.js'
+import {
+  alive, BIN, cleanup, criuPath, flat, nsInode, nsLink, requireRoot, startHolder, tempDir, startSleeper, track, waitFor,
 } from '../support/system.js'
 
 /** What --json says of an error (README "JSON output"). */
@@ -80,6 +82,10 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
       const c = json(mycli(['checkpoint', String(pid), dir, '--json']), 0)
       expect(c.dryRun).to.equal(false)
       expect(c.imagesDir).to.equal(dir)
+      // The temporary work folder is gone: the command names it as the dry run does, not by its old path.
+      expect(c.command).to.match(/^W=\$\(mktemp -d\) && \S+ dump --tree \d+ /).and.include('--work-dir "$W"')
+      expect(c.command).not.to.include('oclif-plugin-criu-checkpoint-')
+      expect(c).not.to.have.property('logFile')
       await waitFor(`process ${pid} to be gone`, () => !existsSync(`/proc/${pid}`))
       const holder = await startHolder(['net'])
       const r = json(mycli(['restore', dir, '-J', `net:${holder.pid}`, '--json']), 0)
@@ -160,11 +166,8 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
     })
 
     it('failure after CRIU ran: exit 1, with CRIU\'s log (logFile), which exists', async () => {
-      const ckpt = await checkpoint()
+      const ckpt = await unrestorableCheckpoint()
       const holder = await startHolder(['net'])
-      const first = json(mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--json']), 0)
-      track(first.pid as number)
-      // The PID is taken now: CRIU fails.
       const again = json(mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--json']), 1)
       expect(again.error!.logFile).to.match(/restore\.log$/)
       expect(existsSync(again.error!.logFile!)).to.equal(true)
@@ -179,14 +182,15 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
       expect(text.stderr).to.include(`\nRan: ${again.error!.ran}\nLog: `)
       removeKept(/^Log: (.*)$/m.exec(text.stderr)![1])
       removeKept(again.error!.logFile)
-      killPid(first.pid as number)
+      expect(alive(ckpt.pid), 'nothing of the failed restore runs').to.equal(false)
     })
 
     describe('interrupted or timed out while CRIU runs', () => {
       it('SIGINT: exit 130, one JSON object with the log, nothing on stderr', async () => {
         const ckpt = await checkpoint()
         const holder = await startHolder(['net'])
-        const child = spawn(process.execPath, [BIN, 'restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--json', '--criu-path', hangingCriu()], {stdio: ['ignore', 'pipe', 'pipe']})
+        const stub = hangingCriu()
+        const child = spawn(process.execPath, [BIN, 'restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--json', '--criu-path', stub], {stdio: ['ignore', 'pipe', 'pipe']})
         track(child.pid!)
         let stdout = ''
         let stderr = ''
@@ -213,16 +217,27 @@ describe('one --json contract, and errors people can read (real CRIU, real kerne
         const out = json({code, stderr, stdout}, 130)
         expect(out.error!.message).to.include('interrupted by SIGINT')
         expect(out.error!.logFile).to.match(/restore\.log$/)
+        // Which CRIU ran, as for a CRIU that failed: a field, not a line of the message.
+        expect(out.error!.ran).to.match(/^CRIU \d+\.\d+/).and.include(`at ${stub} (from --criu-path)`)
+        expect(out.error!.message).not.to.match(/^(Ran|Log):/m)
         removeKept(out.error!.logFile)
       })
 
       it('--timeout: exit 1, one JSON object with the log, nothing on stderr', async () => {
         const ckpt = await checkpoint()
         const holder = await startHolder(['net'])
-        const out = json(mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--json', '--timeout', '3', '--criu-path', hangingCriu()]), 1)
+        const stub = hangingCriu()
+        const out = json(mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--json', '--timeout', '3', '--criu-path', stub]), 1)
         expect(out.error!.message).to.include('CRIU did not finish within 3 s')
         expect(readFileSync(out.error!.logFile!, 'utf8')).to.equal('pretending to restore\n')
+        expect(out.error!.ran).to.match(/^CRIU \d+\.\d+/).and.include(`at ${stub} (from --criu-path)`)
+        expect(out.error!.message).not.to.match(/^(Ran|Log):/m)
         removeKept(out.error!.logFile)
+        // The text has both lines, as a CRIU that failed does.
+        const text = mycli(['restore', '-D', ckpt.dir, '-J', `net:${holder.pid}`, '--timeout', '1', '--criu-path', stub])
+        expect(text.code).to.equal(1)
+        expect(text.stderr).to.include(`\nRan: ${out.error!.ran}\nLog: `)
+        removeKept(/^Log: (.*)$/m.exec(text.stderr)![1])
       })
     })
   })

@@ -3,7 +3,7 @@ import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {checkpointPids, pidsInRestoringNamespace} from '../../src/lib/image-reader.js'
+import {checkpointPids, pidsInRestoringNamespace} from '../../src/lib/checkpoint-pids.js'
 import {CliResult} from '../support/checkpoint.js'
 import {
   addNetns, BIN, cleanup, criuPath, firstChild, flat, nsInode, REPO, requireRoot, tempDir, track, untrack, waitFor,

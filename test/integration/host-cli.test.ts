@@ -6,7 +6,7 @@ import {
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
-import {checkpoint} from '../support/checkpoint.js'
+import {checkpoint, unrestorableCheckpoint} from '../support/checkpoint.js'
 import {
   BIN, cleanup, criuPath, flat, killPid, REPO, requireRoot, startHolder, tempDir, startSleeper, track, waitFor,
 } from '../support/system.js'
@@ -288,8 +288,16 @@ describe('the plugin in host CLIs', function () {
         const ours = () => readdirSync(tmp).filter(f => f.startsWith('oclif-plugin-criu-'))
         expect(ours()).to.deep.equal([])
 
-        // The same PID is taken now: CRIU fails, and its folder stays, named in the message.
-        const again = run(['restore', '-D', images, '-J', `net:${holder.pid}`])
+        // The same PID is taken now: refused before CRIU starts, nothing left.
+        const taken = run(['restore', '-D', images, '-J', `net:${holder.pid}`])
+        expect(taken.code, taken.stderr).to.equal(2)
+        expect(taken.stderr).to.include(`the checkpoint's PID ${out.pid} (sleep) is taken here`)
+        expect(ours()).to.deep.equal([])
+        killPid(out.pid)
+
+        // CRIU fails once started: its folder stays, named in the message.
+        const broken = await unrestorableCheckpoint()
+        const again = run(['restore', '-D', broken.dir, '-J', `net:${holder.pid}`])
         expect(again.code).to.equal(1)
         const left = ours()
         expect(left).to.have.length(1)
@@ -297,7 +305,6 @@ describe('the plugin in host CLIs', function () {
         // (oclif breaks a path longer than the terminal inside it: read it without the breaks.)
         expect(again.stderr.replaceAll(/[\s›]/g, '')).to.include(`Log:${join(tmp, left[0], 'restore.log')}`)
         expect(again.stderr).not.to.include('EEXIT')
-        killPid(out.pid)
 
         // The other way round: checkpoint with --json, restore in words; stderr stays empty.
         const other = await startSleeper()

@@ -5,7 +5,7 @@
  */
 import {spawn, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {readdirSync, readFileSync} from 'node:fs'
+import {readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {
@@ -64,6 +64,19 @@ export async function checkpoint(workload: Workload = 'sleeper'): Promise<Checkp
 
   await exited // reaped: the PID is free for the restore
   return {dir, pid, port}
+}
+
+/**
+ * A checkpoint the real CRIU fails to restore once it has started: the workload had a file
+ * open, which is removed after the dump (CRIU reopens a file by its path: "Can't open file
+ * ... on restore"). Nothing the plugin checks before CRIU starts sees it.
+ */
+export async function unrestorableCheckpoint(): Promise<Checkpoint> {
+  const file = join(tempDir('criu-held-'), 'held')
+  writeFileSync(file, 'held open by the workload\n')
+  const ckpt = await checkpoint({python: `held = open(${JSON.stringify(file)})\nimport time\nwhile True:\n    time.sleep(1000)`})
+  rmSync(file)
+  return ckpt
 }
 
 /** A digest of every file in a folder (names, sizes, contents), to prove nothing was written. */

@@ -2,8 +2,9 @@ import {expect} from 'chai'
 import fc from 'fast-check'
 import protobuf from 'protobufjs'
 
-import {decodeRecord, ImageError} from '../../src/lib/image-reader.js'
+import {decodeRecord} from '../../src/lib/image-reader.js'
 import {DESCRIPTORS, FieldDescriptor, isMessageType, messageSchema} from '../../src/lib/image-schema.js'
+import {ImageError} from '../../src/lib/images.js'
 
 /**
  * The image decoder reads the wire format with protobufjs's minimal Reader, driven by the

@@ -4,7 +4,9 @@ import {commandLine} from '../../src/lib/cli-names.js'
 import {parseJoinNs} from '../../src/lib/join-ns.js'
 import {namespaceByName} from '../../src/lib/namespaces.js'
 import {CheckpointNamespaces, conflictHint, joinConflicts, planNamespaces} from '../../src/lib/plan.js'
-import {RestoreRequest, shownCommands, takenPidsWarning} from '../../src/lib/restore.js'
+import {
+  RestoreRequest, shownCommands, takenPidsRefusal, takenPidsWarning,
+} from '../../src/lib/restore.js'
 
 const ns = (name: string) => namespaceByName(name)!
 const spec = (text: string) => parseJoinNs(text, '/')
@@ -83,8 +85,16 @@ describe('restore plan (pure)', () => {
 
   it('names the checkpoint PIDs taken here, by whom, five at most', () => {
     expect(takenPidsWarning([])).to.equal(undefined)
-    expect(takenPidsWarning([{comm: 'sleep', pid: 42}])).to.equal('the checkpoint\'s PID 42 (sleep) is taken here: CRIU recreates every task with its PID, so the restore would fail; end that process first')
+    expect(takenPidsWarning([{comm: 'sleep', pid: 42}])).to.equal('the checkpoint\'s PID 42 (sleep) is taken here: CRIU recreates every task with its PID, so the restore would be refused; end that process first')
     const seven = [1, 2, 3, 4, 5, 6, 7].map(pid => ({comm: 'w', pid: 100 + pid}))
-    expect(takenPidsWarning(seven)).to.equal('the checkpoint\'s PIDs 101 (w), 102 (w), 103 (w), 104 (w), 105 (w) and 2 more are taken here: CRIU recreates every task with its PID, so the restore would fail; end those processes first')
+    expect(takenPidsWarning(seven)).to.equal('the checkpoint\'s PIDs 101 (w), 102 (w), 103 (w), 104 (w), 105 (w) and 2 more are taken here: CRIU recreates every task with its PID, so the restore would be refused; end those processes first')
+  })
+
+  it('refuses a restore whose PIDs are taken (exit 2), naming them and the way out', () => {
+    expect(takenPidsRefusal([])).to.equal(undefined)
+    const refusal = takenPidsRefusal([{comm: 'sleep', pid: 42}, {comm: 'sleep', pid: 43}])!
+    expect(refusal.exitCode).to.equal(2)
+    expect(refusal.message).to.equal('the checkpoint\'s PIDs 42 (sleep), 43 (sleep) are taken here: CRIU recreates every task with its PID, and cannot while another process holds it')
+    expect(refusal.hint).to.match(/^end those processes first and restore again \(after `(\S+ )?checkpoint --leave-running`/)
   })
 })
