@@ -23,7 +23,9 @@ import {packageRoot} from './package-root.js'
 import {isRunning, processIds, processTree} from './proc.js'
 import {checkCriuOutputs, checkFolderEntries, checkOutputFolder} from './trust.js'
 import {refuseUndumpable} from './undumpable.js'
-import {keepWorkDirFor, makeWorkDir, noteLogFile, removeWorkDir, shownWorkDir} from './work-dir.js'
+import {
+  keepWorkDirFor, makeWorkDir, noteCriuRan, noteLogFile, removeWorkDir, shownWorkDir,
+} from './work-dir.js'
 
 export const NETWORK_LOCK_METHODS = ['iptables', 'nftables', 'skip'] as const
 
@@ -67,6 +69,10 @@ export interface CheckpointIO extends CriuIO {
 }
 
 export interface CheckpointResult {
+  /**
+   * The CRIU command line. A temporary work folder, which a checkpoint that succeeded removes,
+   * is shown as the dry run shows it: `W=$(mktemp -d) && criu ... "$W"`.
+   */
   command: string
   /** With request.stats: what CRIU measured (its stats-dump). */
   criuStats?: CriuStats
@@ -154,14 +160,17 @@ export function netnsAdvice(
   facts: {locks: NetworkLocks; netInode: number},
 ): {notes: string[]; problem?: FailedError} {
   const notes: string[] = []
-  if (!request.externalNs.some(ns => ns.name === 'net')) {
+  const external = request.externalNs.some(ns => ns.name === 'net')
+  if (!external) {
     notes.push(`process ${request.pid} is in a network namespace of its own (inode ${facts.netInode}), which this checkpoint will contain; to restore it later into a pod's or container's network namespace (${commandLine('restore', '-J net:TARGET')}), checkpoint it with --external-ns net, which leaves the namespace out of the images`)
   }
 
   const method = request.networkLock ?? 'iptables'
   const working = workingLocks(facts.locks)
   if (working.includes(method)) {
-    if (!request.networkLock) notes.push('CRIU locks that network namespace while it dumps, by default with iptables, which works here')
+    // With --external-ns net the namespace is left out of the images, but CRIU locks it all the same.
+    const which = external ? `the network namespace of process ${request.pid} (left out of the images with --external-ns net, but locked all the same)` : 'that network namespace'
+    if (!request.networkLock) notes.push(`CRIU locks ${which} while it dumps, by default with iptables, which works here`)
     return {notes}
   }
 
@@ -169,12 +178,12 @@ export function netnsAdvice(
   const why = method === 'iptables' ? 'iptables-restore is not on PATH' : 'this CRIU\'s check says nftables locking is not supported here'
   const others = working.filter(m => m !== 'skip').map(m => `--network-lock ${m} (works here)`)
   const skip = '--network-lock skip (no lock: packets that arrive during the dump are lost to the checkpoint)'
-  const external = notes.length > 0 ? '; and to restore it later into a pod\'s or container\'s network namespace, add --external-ns net' : ''
+  const addExternal = external ? '' : '; and to restore it later into a pod\'s or container\'s network namespace, add --external-ns net'
   return {
     notes,
     problem: new FailedError(
-      `process ${request.pid} is in a network namespace of its own, which CRIU locks while it dumps, ${how}: that cannot work here (${why}). Nothing was frozen`,
-      `pass ${[...others, skip].join(', or ')}${method === 'iptables' ? ', or install iptables' : ''}${external}`,
+      `process ${request.pid} is in a network namespace of its own, which CRIU locks while it dumps${external ? ' (also with --external-ns net)' : ''}, ${how}: that cannot work here (${why}). Nothing was frozen`,
+      `pass ${[...others, skip].join(', or ')}${method === 'iptables' ? ', or install iptables' : ''}${addExternal}`,
     ),
   }
 }
@@ -297,14 +306,15 @@ export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO
     leftRunning: Boolean(request.leaveRunning),
     pid: request.pid,
   }
-  if (request.dryRun) {
-    // A command a person can run: the work folder is one it makes itself, unless --work-dir.
-    const shown = shownWorkDir(request.workDir)
-    const argv = planCheckpoint(request, {external, logFile: join(shown.path, 'dump.log'), workDir: shown.path})
+  // A command a person can run: the work folder is one it makes itself, unless --work-dir.
+  const shown = shownWorkDir(request.workDir)
+  const shownArgv = planCheckpoint(request, {external, logFile: join(shown.path, 'dump.log'), workDir: shown.path})
+  const shownCommand = (mkdir: boolean) => [
     // CRIU writes into a folder that is there: the real run makes it (0700) when missing.
-    const setup = [...(images.missing ? [`mkdir -m 0700 ${shellQuote(images.resolved)}`] : []), ...(shown.setup ? [shown.setup] : [])]
-    const command = [...setup, formatCommand(criu, argv, {}, shown.folder)].join(' && ')
-    return {...base, command, logFile: shown.folder ? undefined : join(shown.path, 'dump.log'), note: SHOWN_CHECKPOINT_NOTE}
+    ...(mkdir ? [`mkdir -m 0700 ${shellQuote(images.resolved)}`] : []), ...(shown.setup ? [shown.setup] : []), formatCommand(criu, shownArgv, {}, shown.folder),
+  ].join(' && ')
+  if (request.dryRun) {
+    return {...base, command: shownCommand(images.missing), logFile: shown.folder ? undefined : join(shown.path, 'dump.log'), note: SHOWN_CHECKPOINT_NOTE}
   }
 
   const work = makeWorkDir('checkpoint', request.workDir)
@@ -315,12 +325,13 @@ export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO
 
   io.progress?.('start', `Checkpointing process ${request.pid} with CRIU ${version.text}`)
   const run = new CriuRun({argv, criu, inheritFds: [], logFile, ...criuLimits(request)}, env)
+  const ran = describeCriu(found, version)
   const release = supervise(run, request.timeout, io, {aftermath: stoppedDumpAftermath(request.imagesDir, created), workDir})
   try {
     const exit = await run.exited
     io.progress?.('stop', exit.code === 0 ? 'done' : 'failed')
     if (run.stopped) throw run.stopped
-    if (exit.code !== 0) throw criuFailure('dump', logFile, exit, {ran: describeCriu(found, version), stderr: run.stderr})
+    if (exit.code !== 0) throw criuFailure('dump', logFile, exit, {ran, stderr: run.stderr})
     // Before success is reported, so that every checkpoint we report carries one; the folder was
     // checked by checkOutputPaths, and the manifest is written without following links.
     const manifest = await writeManifest(result.imagesDir, pluginId())
@@ -328,6 +339,8 @@ export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO
     removeWorkDir(work)
     return {
       ...result,
+      // The temporary folder is gone: the command names it as the dry run does.
+      command: work.temporary ? shownCommand(false) : result.command,
       criuStats,
       durationMs: Date.now() - started,
       logFile: work.temporary ? undefined : logFile,
@@ -337,6 +350,7 @@ export async function runCheckpoint(request: CheckpointRequest, io: CheckpointIO
   } catch (error) {
     // An incomplete checkpoint must not pass for one: remove the folder we made for it.
     if (created) rmSync(request.imagesDir, {force: true, recursive: true})
+    noteCriuRan(error, ran)
     keepWorkDirFor(error, work, logFile)
     noteLogFile(error, logFile)
     throw error

@@ -4,7 +4,7 @@
  * callers that do not go through oclif.
  */
 import {commandLine} from './cli-names.js'
-import {formatJoinNs, joinLabel, JoinNsSpec, quote} from './join-ns.js'
+import {joinLabel, JoinNsSpec, quote, typedJoinNs} from './join-ns.js'
 import {NamespaceDesc} from './namespaces.js'
 
 /** CRIU (4.x criu/namespaces.c, check_int_str) refuses a --join-ns user UID or GID above this. */
@@ -42,7 +42,7 @@ export function userIdsProblem(spec: JoinNsSpec): Problem | undefined {
   if (spec.ns.name !== 'user' || spec.uid === undefined || spec.uid === 0) return undefined
   return {
     hint: `leave out :UID:GID (-J user:${spec.target.kind === 'pid' ? spec.target.pid : spec.target.path}): the restored tasks keep the IDs they were checkpointed with; \`${commandLine('ns:exec')}\` and \`${commandLine('launch')}\` do run a program as any UID and GID`,
-    message: `--join-ns ${quote(formatJoinNs(spec))}: CRIU (4.2.1) cannot restore as UID ${spec.uid} in the joined user namespace: it switches the UID before the GID, and once it is not UID 0 it may no longer switch the GID (setgid fails with EPERM), so the restore would fail. (CRIU's own command line seems to take these IDs, but it reads them from memory it has already freed and does not apply them.) The restored tasks take their credentials from the checkpoint either way`,
+    message: `--join-ns ${quote(typedJoinNs(spec))}: CRIU (4.2.1) cannot restore as UID ${spec.uid} in the joined user namespace: it switches the UID before the GID, and once it is not UID 0 it may no longer switch the GID (setgid fails with EPERM), so the restore would fail. (CRIU's own command line seems to take these IDs, but it reads them from memory it has already freed and does not apply them.) The restored tasks take their credentials from the checkpoint either way`,
     severity: 'error',
   }
 }
@@ -67,7 +67,7 @@ export function findProblems(options: JoinOptions): Problem[] {
   for (const spec of joins) {
     const first = firstOfType.get(spec.ns.name)
     if (first) {
-      error(`${joinLabel(spec)}: the ${spec.ns.name} namespace is already joined by ${first.from ? joinLabel(first) : quote(formatJoinNs(first))}; give one target per namespace type`)
+      error(`${joinLabel(spec)}: the ${spec.ns.name} namespace is already joined by ${first.from ? joinLabel(first) : quote(typedJoinNs(first))}; give one target per namespace type`)
     } else {
       firstOfType.set(spec.ns.name, spec)
     }

@@ -13,7 +13,7 @@ import {readdirSync, readFileSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {RefusedError} from './errors.js'
-import {formatJoinNs, JoinNsError, JoinNsSpec, PID_MAX, quote} from './join-ns.js'
+import {JoinNsError, JoinNsSpec, PID_MAX, quote, typedJoinNs} from './join-ns.js'
 import {
   JOINABLE, namespaceByName, NamespaceDesc, NamespaceListError, namesOf, parseNamespaceList, POD_SHARED,
 } from './namespaces.js'
@@ -307,7 +307,7 @@ export function overlapProblems(ref: ContainerRef, joinNs: readonly JoinNsSpec[]
     if (j) {
       const rest = ref.types.filter(t => t !== ns).map(t => t.name)
       const fix = rest.length > 0 ? `list the container's other types (--join-container ${ref.id}:${rest.join(',')}) or leave out the -J` : 'leave out one of them'
-      problems.push(`--join-container ${quote(ref.token)} and --join-ns ${quote(formatJoinNs(j))} both join the ${ns.name} namespace; give one target per namespace type: ${fix}`)
+      problems.push(`--join-container ${quote(ref.token)} and --join-ns ${quote(typedJoinNs(j))} both join the ${ns.name} namespace; give one target per namespace type: ${fix}`)
     }
 
     if (emptyNs.includes(ns)) problems.push(`--join-container ${quote(ref.token)} joins the ${ns.name} namespace and --empty-ns ${ns.name} creates it empty; keep one of them`)

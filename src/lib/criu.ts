@@ -154,7 +154,12 @@ export async function readCriuVersion(found: FoundCriu): Promise<CriuVersion> {
       })
     })
     version = parseCriuVersion(output)
-    if (!version) throw new FailedError(`${describeCriu(found)} does not look like CRIU: its --version printed ${JSON.stringify(output.trim().slice(0, 80))}`)
+    if (!version) {
+      // Its first line says what it is (`true (GNU coreutils) 9.1`); the rest would be noise.
+      const first = output.trim().split('\n')[0].slice(0, 80)
+      throw new FailedError(`${describeCriu(found)} does not look like CRIU: its --version printed ${first === '' ? 'nothing' : JSON.stringify(first)}`, wayOut())
+    }
+
     // Keep the entries of binaries that still exist, so the file does not grow without end.
     const kept = Object.fromEntries(Object.entries(cached).filter(([k]) => existsSync(k.slice(0, k.indexOf(':')))))
     if (key) writeCache('criu-versions.json', {...kept, [key]: version})
@@ -303,9 +308,10 @@ export class CriuFailedError extends FailedError {
     hint: string | undefined,
     logFile: string,
     /** Which CRIU ran: version, path and why that one (describeCriu). */
-    readonly ran?: string,
+    ran?: string,
   ) {
     super(message, hint, logFile)
+    this.ran = ran
   }
 }
 

@@ -49,9 +49,7 @@ export function isExit(error: unknown): boolean {
  */
 export function reportOf(error: unknown, help?: string): ErrorReport {
   if (error instanceof CriuPluginError) {
-    // `ran`: set by criu.ts's CriuFailedError, read by its shape so that the hook loads no more.
-    const {ran} = error as {ran?: unknown}
-    return withoutUndefined({exitCode: error.exitCode, hint: error.hint, logFile: error.logFile, message: error.message, ran: typeof ran === 'string' ? ran : undefined})
+    return withoutUndefined({exitCode: error.exitCode, hint: error.hint, logFile: error.logFile, message: error.message, ran: error.ran})
   }
 
   const e = (error ?? {}) as {message?: unknown; oclif?: {exit?: unknown}; userMessage?: unknown}

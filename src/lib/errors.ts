@@ -10,6 +10,8 @@ export const EXIT_INTERRUPTED = 130
 export class CriuPluginError extends Error {
   /** CRIU's log, when CRIU ran and wrote one: set where the run fails, printed with the error. */
   logFile?: string
+  /** Which CRIU ran (version, path, why that one), when CRIU had started: --json's `ran`. */
+  ran?: string
   override name = 'CriuPluginError'
 
   constructor(

@@ -29,11 +29,16 @@ export interface PidTarget {
 
 export type JoinTargetRef = {readonly kind: 'path'; readonly path: string} | PidTarget
 
-/** One parsed `--join-ns` value. Downstream code never looks at the original string again. */
+/**
+ * One parsed `--join-ns` value. Downstream code never looks at the original string again, but
+ * for messages (`given`).
+ */
 export interface JoinNsSpec {
   /** Where the join came from when not from -J, for messages: `--join-container "web"`. */
   readonly from?: string
   readonly gid?: number
+  /** The -J value as the user typed it (a relative path stays relative), for messages. */
+  readonly given?: string
   readonly ns: NamespaceDesc
   readonly target: JoinTargetRef
   readonly uid?: number
@@ -119,7 +124,7 @@ export function parseJoinNs(token: string, cwd: string, use: JoinUse = 'restore'
       throw new JoinNsError(token, `UID/GID options are accepted only for user (expected ${ns.name}:PID or ${ns.name}:NS_FILE)`)
     }
 
-    return {ns, target: parseTarget(token, rest, cwd)}
+    return {given: token, ns, target: parseTarget(token, rest, cwd)}
   }
 
   const m = /^([^:,]*)(?:([:,])([^:,]*)(?:\2([^:,]*))?)?$/.exec(rest)
@@ -129,11 +134,11 @@ export function parseJoinNs(token: string, cwd: string, use: JoinUse = 'restore'
 
   const [, targetText, , uidText, gidText] = m
   const target = parseTarget(token, targetText, cwd)
-  if (uidText === undefined) return {ns, target}
+  if (uidText === undefined) return {given: token, ns, target}
   const uid = parseId(token, 'UID', uidText)
-  if (gidText === undefined) return {ns, target, uid}
+  if (gidText === undefined) return {given: token, ns, target, uid}
   return {
-    gid: parseId(token, 'GID', gidText), ns, target, uid,
+    gid: parseId(token, 'GID', gidText), given: token, ns, target, uid,
   }
 }
 
@@ -150,7 +155,15 @@ export function formatJoinNs(spec: JoinNsSpec): string {
   return text
 }
 
-/** How messages name a join: the -J value, or the flag it came from and what it resolved to. */
+/** The -J value as typed, else its canonical text. */
+export function typedJoinNs(spec: JoinNsSpec): string {
+  return spec.given ?? formatJoinNs(spec)
+}
+
+/**
+ * How messages name a join: the -J value as typed (what resolved from it, such as a relative
+ * path made absolute, the message says after it), or the flag it came from and what it resolved to.
+ */
 export function joinLabel(spec: JoinNsSpec): string {
-  return spec.from ? `${spec.from} (${formatJoinNs(spec)})` : `--join-ns ${quote(formatJoinNs(spec))}`
+  return spec.from ? `${spec.from} (${formatJoinNs(spec)})` : `--join-ns ${quote(typedJoinNs(spec))}`
 }

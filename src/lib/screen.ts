@@ -78,3 +78,11 @@ export function words(text: string): string[] {
   out.push(word)
   return out
 }
+
+/** `comm(pid)`, as pstree writes it, in at most `width` characters: a long name is cut, the PID stays. Pure. */
+export function holderEntry(h: {comm: string; pid: number}, width: number): string {
+  const pid = `(${h.pid})`
+  const full = `${h.comm}${pid}`
+  if (full.length <= width) return full
+  return `${h.comm.slice(0, Math.max(1, width - pid.length - 1))}…${pid}`
+}

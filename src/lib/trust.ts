@@ -250,7 +250,7 @@ export function checkFolderEntries(dir: string, flag: string, names?: readonly s
  * trusted and not writable by others even if sticky, and the file, when already there, must be
  * a regular file with one name, owned by a trusted user. For other engineers' writers too.
  */
-export function checkOutputFile(path: string, flag: string): void {
+export function checkOutputFile(path: string, flag: string, example = 'out'): void {
   const trust = callerTrust()
   const folder = dirname(resolve(path))
   const walked = walk(folder, trust)
@@ -261,7 +261,7 @@ export function checkOutputFile(path: string, flag: string): void {
   const found = lookUp(join(walked.resolved, basename(path)))
   const isFolder = found !== undefined && kindOf(found.facts.mode) === 'directory'
   const existing = found && (isFolder ? 'it is a folder, not a file' : writeTargetProblem(found.facts, trust))
-  if (existing) throw refusal(flag, path, {path: resolve(path), reason: existing}, isFolder ? `name a file, e.g. ${join(resolve(path), basename(path))}` : 'remove it, or choose another file')
+  if (existing) throw refusal(flag, path, {path: resolve(path), reason: existing}, isFolder ? `name a file in it, e.g. ${join(resolve(path), example)}` : 'remove it, or choose another file')
 }
 
 /** The paths CRIU writes besides the images: checked before CRIU starts. */
@@ -271,8 +271,8 @@ export function checkCriuOutputs(paths: {logFile?: string; pidfile?: string; wor
     checkFolderEntries(resolved, '--work-dir', writtenInWorkDir)
   }
 
-  if (paths.logFile !== undefined) checkOutputFile(paths.logFile, '--log-file')
-  if (paths.pidfile !== undefined) checkOutputFile(paths.pidfile, '--pidfile')
+  if (paths.logFile !== undefined) checkOutputFile(paths.logFile, '--log-file', 'criu.log')
+  if (paths.pidfile !== undefined) checkOutputFile(paths.pidfile, '--pidfile', 'restored.pid')
 }
 
 /**

@@ -61,6 +61,17 @@ export function keepWorkDirFor(error: unknown, dir: WorkDir, logFile: string): v
   if (error instanceof Error && !error.message.includes(logFile)) error.message += `\nLog: ${logFile}`
 }
 
+/**
+ * After CRIU started and the run failed, timed out or was interrupted: the error says which CRIU
+ * ran, as CRIU's own failures do (a `Ran:` line; --json's `ran`). Before keepWorkDirFor, so that
+ * the line comes before `Log:`.
+ */
+export function noteCriuRan(error: unknown, ran: string): void {
+  if (!(error instanceof CriuPluginError) || error.ran !== undefined) return
+  error.ran = ran
+  if (!error.message.includes(`\nRan: ${ran}`)) error.message += `\nRan: ${ran}`
+}
+
 /** After CRIU ran and failed: the error carries CRIU's log (for --json's `logFile`), when there is one. */
 export function noteLogFile(error: unknown, logFile: string): void {
   if (error instanceof CriuPluginError && !error.logFile && existsSync(logFile)) error.logFile = logFile

@@ -78,6 +78,7 @@ describe('bad input is refused cleanly (test/fixtures/bad-input.json)', function
     chmodSync(wrapper, 0o755)
     Object.assign(places, {
       ckpt: ckpt.dir,
+      cwd: process.cwd(),
       deadpid: String(spawnSync('true').pid),
       dir,
       emptydir: join(dir, 'empty'),

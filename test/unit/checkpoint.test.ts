@@ -16,6 +16,12 @@ describe('checkpoint advice for a tree in a network namespace of its own (pure)'
     expect(notes[1]).to.equal('CRIU locks that network namespace while it dumps, by default with iptables, which works here')
   })
 
+  it('with --external-ns net and the default lock: says that the namespace left out is still locked, and by what', () => {
+    expect(advise({externalNs: [net]}, {iptables: true})).to.deep.equal({
+      notes: ['CRIU locks the network namespace of process 7 (left out of the images with --external-ns net, but locked all the same) while it dumps, by default with iptables, which works here'],
+    })
+  })
+
   it('says nothing when --external-ns net and a lock that works were given', () => {
     expect(advise({externalNs: [net], networkLock: 'nftables'}, {iptables: false, nftables: true})).to.deep.equal({notes: []})
     expect(advise({externalNs: [net], networkLock: 'skip'}, {iptables: false})).to.deep.equal({notes: []})
@@ -31,6 +37,7 @@ describe('checkpoint advice for a tree in a network namespace of its own (pure)'
     expect(withNft.hint).to.match(/^pass --network-lock nftables \(works here\), or --network-lock skip .*, or install iptables; and to restore it later/)
     expect(withNft.hint).to.match(/into a pod's or container's network namespace, add --external-ns net$/)
     const without = advise({externalNs: [net]}, {iptables: false, nftables: false}).problem!
+    expect(without.message).to.include('which CRIU locks while it dumps (also with --external-ns net), by default with iptables')
     expect(without.hint).to.match(/^pass --network-lock skip \(no lock: .*\), or install iptables$/)
     const nft = advise({externalNs: [net], networkLock: 'nftables'}, {iptables: true, nftables: false}).problem!
     expect(nft.message).to.include('with --network-lock nftables: that cannot work here (this CRIU\'s check says nftables locking is not supported here)')

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import fc from 'fast-check'
 
 import {
-  formatJoinNs, ID_MAX, JoinNsError, JoinNsSpec, parseJoinNs, PID_MAX,
+  formatJoinNs, ID_MAX, joinLabel, JoinNsError, JoinNsSpec, parseJoinNs, PID_MAX,
 } from '../../src/lib/join-ns.js'
 import {JOINABLE, namespaceByName} from '../../src/lib/namespaces.js'
 
@@ -135,6 +135,14 @@ describe('--join-ns grammar', () => {
     expect(formatJoinNs(parseJoinNs('net:rel', CWD))).to.equal('net:/work/here/rel')
   })
 
+  it('names a join in messages as it was typed; the canonical form is only for CRIU and --json', () => {
+    expect(joinLabel(parseJoinNs('net:rel', CWD))).to.equal('--join-ns "net:rel"')
+    expect(joinLabel(parseJoinNs('user:5,1,2', CWD))).to.equal('--join-ns "user:5,1,2"')
+    const {given, ...built} = parseJoinNs('net:7', CWD)
+    expect(given).to.equal('net:7')
+    expect(joinLabel(built)).to.equal('--join-ns "net:7"')
+  })
+
   describe('properties', () => {
     const pathSegment = fc.string({maxLength: 12, minLength: 1, unit: 'grapheme'}).filter(s => !/[/\p{Cc}]/u.test(s) && s !== '.' && s !== '..')
     const absPath = (noSeparators: boolean) =>
@@ -165,7 +173,7 @@ describe('--join-ns grammar', () => {
         fc.property(spec, s => {
           const text = formatJoinNs(s)
           const back = parseJoinNs(text, CWD)
-          expect(back).to.deep.equal(s)
+          expect(back).to.deep.equal({...s, given: text})
           expect(formatJoinNs(back)).to.equal(text)
         }),
         {numRuns: 2000},

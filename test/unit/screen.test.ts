@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {words, wrap} from '../../src/lib/screen.js'
+import {holderEntry, words, wrap} from '../../src/lib/screen.js'
 
 describe('wrapping text for the terminal', () => {
   it('breaks between words only, and never inside a command in backquotes (it must be copied whole)', () => {
@@ -14,5 +14,14 @@ describe('wrapping text for the terminal', () => {
 
   it('splits at single spaces as before outside backquotes', () => {
     expect(words('a b  `c d` e')).to.deep.equal(['a', 'b', '', '`c d`', 'e'])
+  })
+
+  describe('a holder in a narrow processes column (ns inspect --holders)', () => {
+    it('keeps the PID whole and cuts the name instead', () => {
+      expect(holderEntry({comm: 'bash', pid: 1143}, 19)).to.equal('bash(1143)')
+      expect(holderEntry({comm: 'memfd:sealed-91', pid: 1143}, 19)).to.equal('memfd:sealed…(1143)')
+      expect(holderEntry({comm: 'memfd:sealed-91', pid: 1143}, 19)).to.have.length(19)
+      expect(holderEntry({comm: 'abcdefghijklmno', pid: 4_194_304}, 5)).to.equal('a…(4194304)')
+    })
   })
 })

@@ -1,8 +1,13 @@
 import {expect} from 'chai'
 import fc from 'fast-check'
+import {mkdirSync, mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 
+import {RefusedError} from '../../src/lib/errors.js'
 import {
-  FileFacts, folderProblem, Found, kindOf, othersCanWrite, ownerProblem, passageProblem, readSourceProblem, Trust, walkPath, writeTargetProblem,
+  checkCriuOutputs, FileFacts, folderProblem, Found, kindOf, othersCanWrite, ownerProblem, passageProblem, readSourceProblem, Trust, walkPath,
+  writeTargetProblem,
 } from '../../src/lib/trust.js'
 
 const ROOT: Trust = {groups: [0], owners: [0]}
@@ -103,5 +108,31 @@ describe('trust (pure rules over lstat data)', () => {
         if (!expected.problem) expect(walked.facts !== undefined).to.equal(expected.exists)
       })
     }
+  })
+
+  describe('files root writes (checkCriuOutputs)', () => {
+    it('a folder given for a file: the hint names a file in it, as that flag would', () => {
+      // Not in the temp folder itself: its sticky mode 1777 is refused first.
+      const base = mkdtempSync(join(tmpdir(), 'trust-'))
+      const dir = join(base, 'out')
+      mkdirSync(dir)
+      try {
+        const refusal = (paths: {logFile?: string; pidfile?: string}) => {
+          try {
+            checkCriuOutputs(paths, [])
+          } catch (error) {
+            return error as RefusedError
+          }
+
+          throw new Error('not refused')
+        }
+
+        expect(refusal({pidfile: dir}).message).to.equal(`--pidfile ${JSON.stringify(dir)}: it is a folder, not a file`)
+        expect(refusal({pidfile: dir}).hint).to.equal(`name a file in it, e.g. ${dir}/restored.pid`)
+        expect(refusal({logFile: dir}).hint).to.equal(`name a file in it, e.g. ${dir}/criu.log`)
+      } finally {
+        rmSync(base, {recursive: true})
+      }
+    })
   })
 })

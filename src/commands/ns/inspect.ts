@@ -4,7 +4,7 @@ import {CriuCommand} from '../../lib/base-command.js'
 import {stdoutColours} from '../../lib/colour.js'
 import {hostResolver} from '../../lib/containers.js'
 import {InspectedTarget, inspectAny} from '../../lib/inspect.js'
-import {GAP, plainTable, stdoutWidth} from '../../lib/screen.js'
+import {GAP, holderEntry, plainTable, stdoutWidth} from '../../lib/screen.js'
 
 /** Holders shown per namespace in the table; --json lists them all. */
 const HOLDERS_SHOWN = 5
@@ -52,12 +52,15 @@ export default class NsInspect extends CriuCommand {
       colWidths.push(Math.max(20, stdoutWidth() - FIXED.reduce((a, b) => a + b, 0) - (GAP * FIXED.length)))
     }
 
+    // An entry longer than the column loses the end of its name, never its PID.
+    const entry = (h: {comm: string; pid: number}) => holderEntry(h, colWidths.at(-1)! - 1)
+
     const rows = r.namespaces.map(ns => {
       const row = [ns.type, String(ns.inode), ns.ownerUserNs === undefined ? '-' : String(ns.ownerUserNs), ns.sameAsCaller ? 'same' : colour.yellow('differs')]
       if (holders) {
         const all = ns.holders ?? []
         // comm(pid), as pstree writes it: no space inside an entry, so wrapping breaks between entries.
-        const shown = all.slice(0, HOLDERS_SHOWN).map(h => `${h.comm}(${h.pid})`).join(', ')
+        const shown = all.slice(0, HOLDERS_SHOWN).map(h => entry(h)).join(', ')
         row.push(all.length > HOLDERS_SHOWN ? `${shown} (+${all.length - HOLDERS_SHOWN} more)` : shown)
       }
 
