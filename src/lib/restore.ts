@@ -468,7 +468,8 @@ async function prepare(request: RestoreRequest) {
   }
 
   checkCriuOutputs(request, RESTORE_WORK_FILES)
-  // A dry run names them as a warning (dryRunRestore); a real run would only get CRIU's error.
+  // Refused before CRIU starts, which would fail on them once begun ("File exists"); a dry run
+  // warns instead (dryRunRestore).
   const taken = request.dryRun ? undefined : takenPidsRefusal(takenPids(request.imagesDir))
   if (taken) throw taken
 
