@@ -152,11 +152,13 @@ function workingLocks(locks: NetworkLocks): string[] {
  * while it dumps, by default with iptables-restore. Measured with CRIU 4.2.1 here: without
  * iptables the dump fails after the tree was frozen ("Locking network failed"), also with
  * --external-ns net; and a checkpoint that carries the namespace is refused by `restore -J net`
- * (it would overwrite the joined namespace's network). Returns the notes to show, and the lock
- * problem that makes CRIU fail, as an error. Pure.
+ * (it would overwrite the joined namespace's network). After a dump that ends the tree, CRIU
+ * leaves the lock in place (it unlocks only on failure or with --leave-running), so that peers
+ * see no reset; a restore into that namespace unlocks it. Returns the notes to show, and the
+ * lock problem that makes CRIU fail, as an error. Pure.
  */
 export function netnsAdvice(
-  request: Pick<CheckpointRequest, 'externalNs' | 'networkLock' | 'pid'>,
+  request: Pick<CheckpointRequest, 'externalNs' | 'leaveRunning' | 'networkLock' | 'pid'>,
   facts: {locks: NetworkLocks; netInode: number},
 ): {notes: string[]; problem?: FailedError} {
   const notes: string[] = []
@@ -168,9 +170,7 @@ export function netnsAdvice(
   const method = request.networkLock ?? 'iptables'
   const working = workingLocks(facts.locks)
   if (working.includes(method)) {
-    // With --external-ns net the namespace is left out of the images, but CRIU locks it all the same.
-    const which = external ? `the network namespace of process ${request.pid} (left out of the images with --external-ns net, but locked all the same)` : 'that network namespace'
-    if (!request.networkLock) notes.push(`CRIU locks ${which} while it dumps, by default with iptables, which works here`)
+    if (method !== 'skip') notes.push(lockNote(request, external, facts.netInode))
     return {notes}
   }
 
@@ -186,6 +186,18 @@ export function netnsAdvice(
       `pass ${[...others, skip].join(', or ')}${method === 'iptables' ? ', or install iptables' : ''}${addExternal}`,
     ),
   }
+}
+
+/** How CRIU locks the tree's network namespace, and for how long. Pure. */
+function lockNote(request: Pick<CheckpointRequest, 'leaveRunning' | 'networkLock' | 'pid'>, external: boolean, netInode: number): string {
+  // With --external-ns net the namespace is left out of the images, but CRIU locks it all the same.
+  const which = external ? `the network namespace of process ${request.pid} (inode ${netInode}; left out of the images, but locked all the same)` : 'that network namespace'
+  const how = request.networkLock ? `with --network-lock ${request.networkLock}` : 'by default with iptables, which works here'
+  if (request.leaveRunning) return `CRIU locks ${which} while it dumps (${how}) and unlocks it when done`
+  const until = external
+    ? `until a restore into it (${commandLine('restore', '-J net:PID')}, PID a process still in it) unlocks it; a restore elsewhere leaves it locked`
+    : 'from then on (the restore recreates the namespace from the images; with --external-ns net the tree could be restored into this one, which unlocks it)'
+  return `CRIU locks ${which} while it dumps (${how}) and leaves it locked afterwards, so that peers see no reset: anything else in it gets no packet in or out ${until}`
 }
 
 /** What this machine offers for locking a dumped network namespace (effects: PATH, CRIU). */

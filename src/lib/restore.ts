@@ -468,10 +468,6 @@ async function prepare(request: RestoreRequest) {
   }
 
   checkCriuOutputs(request, RESTORE_WORK_FILES)
-  // Refused before CRIU starts, which would fail on them once begun ("File exists"); a dry run
-  // warns instead (dryRunRestore).
-  const taken = request.dryRun ? undefined : takenPidsRefusal(takenPids(request.imagesDir))
-  if (taken) throw taken
 
   if (request.timeout !== undefined && !(request.timeout > 0)) throw new RefusedError(`--timeout ${request.timeout}: give a number of seconds above 0`)
   // Targets before CRIU: a refused request never starts a CRIU process, not even --version.
@@ -490,6 +486,11 @@ async function prepare(request: RestoreRequest) {
       const support = await lazyPagesSupport(found.path, version)
       if (!support.supported) throw new FailedError(`--lazy-pages cannot work here: ${support.reason}`, 'restore without --lazy-pages')
     }
+
+    // Last, once the command line and this machine are known to be fine: refused before CRIU
+    // starts, which would fail on them once begun ("File exists"); a dry run warns instead.
+    const taken = request.dryRun ? undefined : takenPidsRefusal(takenPids(request.imagesDir))
+    if (taken) throw taken
 
     return {criu: found.path, images, integrity, pins, ran: describeCriu(found, version), version}
   } catch (error) {
@@ -546,26 +547,46 @@ function withoutStatusFd(argv: readonly string[]): string[] {
 /** Most taken PIDs a warning names. */
 const TAKEN_SHOWN = 5
 
+/** A process here holding one of the checkpoint's PIDs; a zombie names the parent that has not reaped it. */
+export interface TakenPid {
+  comm: string
+  pid: number
+  zombieOf?: number
+}
+
 /** Which of the checkpoint's PIDs processes here hold, by PID and name (the first five). Pure. */
-function takenPidsText(taken: readonly {comm: string; pid: number}[]): string {
-  const shown = taken.slice(0, TAKEN_SHOWN).map(t => `${t.pid} (${t.comm})`).join(', ')
+function takenPidsText(taken: readonly TakenPid[]): string {
+  const one = (t: TakenPid) => `${t.pid} (${t.comm}${t.zombieOf === undefined ? '' : `, a zombie PID ${t.zombieOf} has not reaped`})`
+  const shown = taken.slice(0, TAKEN_SHOWN).map(t => one(t)).join(', ')
   const more = taken.length > TAKEN_SHOWN ? ` and ${taken.length - TAKEN_SHOWN} more` : ''
   return taken.length === 1 ? `the checkpoint's PID ${shown} is taken here` : `the checkpoint's PIDs ${shown}${more} are taken here`
 }
 
+/** What frees them: live processes end; a zombie goes only when its parent reaps it or ends. Pure. */
+function takenPidsWayOut(taken: readonly TakenPid[]): string {
+  const live = taken.filter(t => t.zombieOf === undefined)
+  const parents = [...new Set(taken.flatMap(t => (t.zombieOf === undefined ? [] : [t.zombieOf])))]
+  return [
+    ...(live.length > 0 ? [`end ${live.length === 1 ? 'that process' : 'those processes'} first`] : []),
+    ...(parents.length > 0 ? [`a zombie cannot be killed: it goes once its parent (PID ${parents.join(', ')}) reaps it or ends`] : []),
+  ].join('; ')
+}
+
 /** What a dry run says of checkpoint PIDs that processes here hold: the restore would be refused. Pure. */
-export function takenPidsWarning(taken: readonly {comm: string; pid: number}[]): string | undefined {
+export function takenPidsWarning(taken: readonly TakenPid[]): string | undefined {
   if (taken.length === 0) return undefined
-  return `${takenPidsText(taken)}: CRIU recreates every task with its PID, so the restore would be refused; end ${taken.length === 1 ? 'that process' : 'those processes'} first`
+  return `${takenPidsText(taken)}: CRIU recreates every task with its PID, so the restore would be refused; ${takenPidsWayOut(taken)}`
 }
 
 /** The refusal of a restore whose PIDs processes here hold, before CRIU starts. Pure. */
-export function takenPidsRefusal(taken: readonly {comm: string; pid: number}[]): RefusedError | undefined {
+export function takenPidsRefusal(taken: readonly TakenPid[]): RefusedError | undefined {
   if (taken.length === 0) return undefined
-  const them = taken.length === 1 ? 'that process' : 'those processes'
+  const leftRunning = taken.some(t => t.zombieOf === undefined)
+    ? ` (after \`${commandLine('checkpoint', '--leave-running')}\`, the checkpointed tree itself still runs and holds them)`
+    : ''
   return new RefusedError(
     `${takenPidsText(taken)}: CRIU recreates every task with its PID, and cannot while another process holds it`,
-    `end ${them} first and restore again (after \`${commandLine('checkpoint', '--leave-running')}\`, the checkpointed tree itself still runs and holds them)`,
+    `${takenPidsWayOut(taken)}, and restore again${leftRunning}`,
   )
 }
 
@@ -574,10 +595,12 @@ export function takenPidsRefusal(taken: readonly {comm: string; pid: number}[]):
  * tree gets a PID namespace of its own, or pstree.img cannot be read (the structure check or
  * CRIU says why). A few reads of /proc per task.
  */
-function takenPids(imagesDir: string): {comm: string; pid: number}[] {
+function takenPids(imagesDir: string): TakenPid[] {
   return pidsToRestore(imagesDir, 'in this PID namespace').flatMap(pid => {
     const held = processIds(pid)
-    return held ? [{comm: held.comm, pid}] : []
+    if (!held) return []
+    const stat = processStat(pid)
+    return [{comm: held.comm, pid, ...(stat?.state === 'Z' ? {zombieOf: stat.ppid} : {})}]
   })
 }
 

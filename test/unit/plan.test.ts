@@ -95,6 +95,14 @@ describe('restore plan (pure)', () => {
     const refusal = takenPidsRefusal([{comm: 'sleep', pid: 42}, {comm: 'sleep', pid: 43}])!
     expect(refusal.exitCode).to.equal(2)
     expect(refusal.message).to.equal('the checkpoint\'s PIDs 42 (sleep), 43 (sleep) are taken here: CRIU recreates every task with its PID, and cannot while another process holds it')
-    expect(refusal.hint).to.match(/^end those processes first and restore again \(after `(\S+ )?checkpoint --leave-running`/)
+    expect(refusal.hint).to.match(/^end those processes first, and restore again \(after `(\S+ )?checkpoint --leave-running`/)
+  })
+
+  it('names a zombie as one, with the parent that must reap it; killing it is not offered', () => {
+    const zombie = {comm: 'sleep', pid: 4210, zombieOf: 4208}
+    const refusal = takenPidsRefusal([zombie])!
+    expect(refusal.message).to.equal('the checkpoint\'s PID 4210 (sleep, a zombie PID 4208 has not reaped) is taken here: CRIU recreates every task with its PID, and cannot while another process holds it')
+    expect(refusal.hint).to.equal('a zombie cannot be killed: it goes once its parent (PID 4208) reaps it or ends, and restore again')
+    expect(takenPidsWarning([{comm: 'sleep', pid: 42}, zombie])).to.equal('the checkpoint\'s PIDs 42 (sleep), 4210 (sleep, a zombie PID 4208 has not reaped) are taken here: CRIU recreates every task with its PID, so the restore would be refused; end that process first; a zombie cannot be killed: it goes once its parent (PID 4208) reaps it or ends')
   })
 })
