@@ -284,6 +284,11 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!Number.isInteger(request.pid) || request.pid < 1) throw new RefusedError(`PID ${quote(String(request.pid))} is not a whole number above 0`)
   if (!request.dryRun && !hasAdminCapability()) throw new FailedError('checkpoint needs root: CRIU needs CAP_SYS_ADMIN to dump a process tree', 'run it as root (sudo)')
   if (!isRunning(request.pid)) throw new RefusedError(`process ${request.pid} does not exist`)
+  if (processTree(request.pid).includes(process.pid)) {
+    // CRIU would freeze the very process that waits for it (and it holds io_uring rings on Node 22+).
+    throw new RefusedError(`process ${request.pid}'s tree holds this command itself (PID ${process.pid}): a process cannot be checkpointed by a command running inside it`, `give the PID of the workload, not of this shell or one of its parents (\`${commandLine('launch')}\` starts a workload in a session of its own)`)
+  }
+
   const external = externalNamespaces(request)
   if (request.workDir !== undefined && !statSync(request.workDir, {throwIfNoEntry: false})?.isDirectory()) {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')

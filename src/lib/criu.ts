@@ -47,10 +47,15 @@ export function formatVersion(v: {major: number; minor: number; sublevel: number
 function executable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK)
-    return true
+    return !statSync(path).isDirectory()
   } catch {
     return false
   }
+}
+
+/** The first executable `name` in PATH's folders, as execvp finds a bare name. */
+function onPathNamed(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  return (env.PATH ?? '').split(delimiter).filter(Boolean).map(dir => join(dir, name)).find(path => executable(path))
 }
 
 /** Where the CRIU that runs was found: the flag, the environment, or PATH. */
@@ -79,16 +84,19 @@ export function findCriu(flag: string | undefined, env: NodeJS.ProcessEnv = proc
   const given = flag || env.CRIU_PATH
   if (given) {
     const source = flag ? '--criu-path' : 'CRIU_PATH'
-    if (!executable(given)) {
-      throw new FailedError(`CRIU not found at ${given} (${source})`, 'point it at a CRIU binary, or install CRIU')
+    // A bare name is looked up on PATH, as a shell would run it.
+    const path = given.includes('/') ? given : onPathNamed(given, env)
+    if (path === undefined) throw new FailedError(`CRIU not found: no ${given} on PATH (${source})`, 'give the path of a CRIU binary, or install CRIU')
+    if (existsSync(path) && statSync(path).isDirectory()) throw new FailedError(`${path} (${source}) is a folder, not a CRIU binary`, 'give the path of the criu binary itself')
+    if (!executable(path)) {
+      throw new FailedError(`CRIU not found at ${path} (${source})`, 'point it at a CRIU binary, or install CRIU')
     }
 
-    return {path: given, source}
+    return {path, source}
   }
 
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (dir && executable(join(dir, 'criu'))) return {path: join(dir, 'criu'), source: 'PATH'}
-  }
+  const onPath = onPathNamed('criu', env)
+  if (onPath) return {path: onPath, source: 'PATH'}
 
   const elsewhere = sbinDirs.map(dir => join(dir, 'criu')).find(path => executable(path))
   throw new FailedError(
@@ -372,6 +380,7 @@ export function hintFor(log: string, privileges: () => Privileges = currentPrivi
     [/Locking network failed|execvp\("ip6?tables-restore"/, () => `CRIU could not lock the network (iptables-restore is missing here): pass --network-lock nftables or --network-lock skip (\`${commandLine('criu:check')}\` shows which works here), or install iptables`],
     [/has unreachable sharing|enable-external-masters/, () => `the process runs in a mount namespace of its own whose mounts are shared with this one (\`ip netns exec\` makes one), which CRIU cannot dump: start the workload with ${commandLine('launch', '-J net:/run/netns/NAME -- CMD')} instead (it joins the network namespace and keeps this mount namespace), then checkpoint it`],
     [/Can't fork for \d+: File exists|PID \d+ is already in use|set_next_pid/i, () => 'a process with one of the checkpoint\'s PIDs already runs here (CRIU recreates every task with its PID); end it and restore again (a --dry-run names the PIDs taken)'],
+    [/Consider using --shell-job|session leader .* outside/i, () => `the tree belongs to a shell's session (its session leader is outside the tree): checkpoint it with --shell-job (-j) and restore it with -j; or start it with ${commandLine('launch', '-- CMD')}, which gives it a session of its own`],
     [/No such file or directory.*\.img|Can't open image/i, () => 'the checkpoint is incomplete: an image file is missing'],
     [/Can't open ns file|Failed to setns when join-ns/i, () => 'a namespace to join is gone or not joinable any more'],
     [/Operation not permitted|EPERM/i, () => permissionHint(relevant, privileges())],

@@ -147,6 +147,14 @@ describe('checkpoint, ns inspect, ns exec and the restore plan (real CRIU)', fun
       expect(nsInode(pid, 'net')).to.equal(nsInode(other.pid, 'net'))
     })
 
+    it('refuses a tree that holds the command itself (this test process, its ancestor): exit 2, nothing written, nothing frozen', () => {
+      const dir = join(tempDir(), 'ckpt')
+      const c = mycli(['checkpoint', String(process.pid), '-D', dir])
+      expect(c.code, c.stderr).to.equal(2)
+      expect(flat(c.stderr)).to.match(new RegExp(`^Error: process ${process.pid}'s tree holds this command itself \\(PID \\d+\\): a process cannot be checkpointed by a command running inside it Hint: give the PID of the workload`))
+      expect(existsSync(dir), 'no images folder').to.equal(false)
+    })
+
     it('--leave-running keeps the process', async () => {
       const pid = await workload(['sleep', '100000'])
       const dir = join(tempDir(), 'ckpt')

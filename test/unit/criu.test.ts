@@ -71,6 +71,8 @@ describe('CRIU (pure functions)', () => {
       expect(criuErrorLines(log)).to.deep.equal(['8154: Error (criu/net.c:2942): net: Unable to find an external netns: pod-net', 'Error (criu/cr-restore.c:2331): Restoring FAILED.'])
       expect(hintFor(log)).to.equal(undefined)
       expect(hintFor('Error (criu/cr-restore.c:1237): Can\'t fork for 77: File exists')).to.match(/already runs here/)
+      expect(hintFor('Error (criu/pstree.c:404): A session leader of 5(5) is outside of its pid namespace')).to.match(/^the tree belongs to a shell's session .*--shell-job \(-j\)/)
+      expect(hintFor('Error (criu/cr-dump.c:1340): 4210 is not a session leader. Consider using --shell-job')).to.match(/--shell-job \(-j\) and restore it with -j; or start it with launch -- CMD/)
       expect(hintFor('Error (criu/util.c:642): execvp("iptables-restore", ...) failed')).to.match(/--network-lock skip/)
       // What CRIU 4.2.1 says for a process started by `ip netns exec` (measured by a new-user trial)
       expect(hintFor('Error (criu/mount.c:1091): mnt: Mount 66 ./run/netns/trialpod (master_id: 0 shared_id: 2) has unreachable sharing. Try --enable-external-masters.'))
@@ -94,6 +96,12 @@ describe('CRIU (pure functions)', () => {
         expect(describeCriu({path: fake, source: 'CRIU_PATH'})).to.equal(`CRIU at ${fake} (from CRIU_PATH)`)
         expect(() => findCriu(join(dir, 'nope'), {})).to.throw(FailedError, `CRIU not found at ${join(dir, 'nope')} (--criu-path)`)
         expect(() => findCriu(undefined, {CRIU_PATH: join(dir, 'nope')})).to.throw(FailedError, `CRIU not found at ${join(dir, 'nope')} (CRIU_PATH)`)
+        // A bare name is looked up on PATH, as a shell would; a folder is said to be one.
+        expect(findCriu('criu', {PATH: `${empty}:${dir}`})).to.deep.equal({path: fake, source: '--criu-path'})
+        expect(findCriu(undefined, {CRIU_PATH: 'criu', PATH: join(dir, 'other')})).to.deep.equal({path: other, source: 'CRIU_PATH'})
+        expect(() => findCriu('criu', {PATH: empty})).to.throw(FailedError, 'CRIU not found: no criu on PATH (--criu-path)')
+        expect(() => findCriu(empty, {})).to.throw(FailedError, `${empty} (--criu-path) is a folder, not a CRIU binary`)
+        expect(findCriu(undefined, {PATH: `${dir}/other-missing:${join(dir, 'empty')}:${dir}`})).to.deep.equal({path: fake, source: 'PATH'})
         // Nothing beyond PATH is searched; a CRIU in an sbin folder off PATH is named in the hint only.
         const notFound = (sbin: string[]) => {
           try {
