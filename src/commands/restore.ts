@@ -219,7 +219,7 @@ export default class Restore extends CriuCommand {
     this.log(`Images: ${stdoutColours().green(plan.integrity.verdict)}`)
     this.log(`CRIU ${plan.criuVersion}. Namespaces of the restored tree:`)
     const rows = plan.plan.namespaces.map(row => [row.type, row.action, row.detail])
-    this.log(plainTable(rows, [6, 24, width - 2 - 6 - 24 - (2 * GAP)]).map(line => `  ${line}`).join('\n'))
+    this.log(plainTable(rows, [6, 24, Math.max(20, width - 2 - 6 - 24 - (2 * GAP))]).map(line => `  ${line}`).join('\n'))
     // The commands stay on one line each, to be copied whole.
     if (plan.lazyPagesCommand) this.log(`Lazy-pages daemon, started first, in the same shell:\n  ${plan.lazyPagesCommand}`)
     this.log(`Command:\n  ${plan.command}`)

@@ -17,6 +17,10 @@ export function stdoutWidth(stream: {columns?: number; isTTY?: boolean} = proces
 /** Columns this far apart. */
 export const GAP = 2
 
+/** Colour codes (SGR), which take no room on the screen. */
+// eslint-disable-next-line no-control-regex
+const SGR = /\u001B\[[\d;]*m/g
+
 const BLANK = {
   bottom: '', 'bottom-left': '', 'bottom-mid': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', middle: ' '.repeat(GAP), right: '', 'right-mid': '', top: '', 'top-left': '', 'top-mid': '', 'top-right': '',
 }
@@ -29,8 +33,11 @@ export function plainTable(rows: readonly string[][], colWidths: readonly number
   // Loaded here, not at the top: most runs of the commands that import this print no table.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const TableOf = require('cli-table3') as typeof Table
+  // A column is never narrower than its longest word: in a narrow terminal the table runs past
+  // the edge rather than cut a PID, an inode or a key.
+  const longestWord = (i: number) => Math.max(0, ...[head, ...rows].flatMap(r => (r[i] ?? '').split(/\s+/)).map(w => w.replaceAll(SGR, '').length))
   const table = new TableOf({
-    chars: BLANK, colWidths: [...colWidths], head: [...head], style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0}, wordWrap: true,
+    chars: BLANK, colWidths: colWidths.map((w, i) => Math.max(w, longestWord(i))), head: [...head], style: {border: [], head: [], 'padding-left': 0, 'padding-right': 0}, wordWrap: true,
   })
   table.push(...rows.map(r => [...r]))
   return table.toString().split('\n').map(line => line.trimEnd())

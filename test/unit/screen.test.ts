@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {holderEntry, words, wrap} from '../../src/lib/screen.js'
+import {holderEntry, plainTable, words, wrap} from '../../src/lib/screen.js'
 
 describe('wrapping text for the terminal', () => {
   it('breaks between words only, and never inside a command in backquotes (it must be copied whole)', () => {
@@ -22,6 +22,15 @@ describe('wrapping text for the terminal', () => {
       expect(holderEntry({comm: 'memfd:sealed-91', pid: 1143}, 19)).to.equal('memfd:sealed…(1143)')
       expect(holderEntry({comm: 'memfd:sealed-91', pid: 1143}, 19)).to.have.length(19)
       expect(holderEntry({comm: 'abcdefghijklmno', pid: 4_194_304}, 5)).to.equal('a…(4194304)')
+    })
+  })
+
+  describe('tables in a narrow terminal', () => {
+    it('never cut a word: a column is at least as wide as its longest word, colour codes taking no room', () => {
+      const lines = plainTable([['net', 'joined', 'oclif-plugin-criu-net-4026532455 key'], ['uts', '\u001B[33mdiffers\u001B[39m', 'x']], [3, 4, 10])
+      expect(lines.join('\n')).to.include('oclif-plugin-criu-net-4026532455')
+      expect(lines.join('\n')).not.to.include('…')
+      expect(lines.at(-1)!.split(/\s+/)).to.deep.equal(['uts', '\u001B[33mdiffers\u001B[39m', 'x'])
     })
   })
 })
