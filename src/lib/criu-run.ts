@@ -99,6 +99,7 @@ export class CriuRun {
   /** CRIU's --status-fd pipe, with options.statusPipe. */
   readonly status: Readable | undefined
   private reason: FailedError | InterruptedError | undefined
+  private isSettled = false
   /** Resolves when stop() is called: for what waits beyond CRIU's own exit. */
   readonly whenStopped: Promise<void>
   private stopRequested: () => void = () => {}
@@ -192,6 +193,12 @@ export class CriuRun {
   /** CRIU's work is done and it now waits by design (for the tree, with --no-restore-detached): silence is fine. */
   settled(): void {
     this.log.stallSeconds = undefined
+    this.isSettled = true
+  }
+
+  /** Whether settled() was called: a stop now ends what CRIU left, not CRIU. */
+  get hasSettled(): boolean {
+    return this.isSettled
   }
 
   stop(reason: FailedError | InterruptedError): void {
@@ -328,10 +335,13 @@ export function supervise(
   io: CriuIO,
   {aftermath = 'nothing restored is left running', workDir}: {aftermath?: string; workDir?: string} = {},
 ): () => void {
-  const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: CRIU was stopped and ${aftermath}`)))
-  const timer = timeout === undefined
-    ? undefined
-    : setTimeout(() => run.stop(new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`)), timeout * 1000)
+  // Once settled (an attached restore waiting for its tree), CRIU has already finished.
+  const stopped = () => (run.hasSettled ? `CRIU had finished, and ${aftermath}` : `CRIU was stopped and ${aftermath}`)
+  const unregister = io.onSignal?.(signal => run.stop(new InterruptedError(`interrupted by ${signal}: ${stopped()}`)))
+  const late = () => (run.hasSettled
+    ? new FailedError(`the command did not end within ${timeout} s (--timeout): ${stopped()}`)
+    : new FailedError(`CRIU did not finish within ${timeout} s; it was stopped and ${aftermath}`))
+  const timer = timeout === undefined ? undefined : setTimeout(() => run.stop(late()), timeout * 1000)
   const watch = watchLog(run, aftermath, workDir)
   watch?.timer.unref()
   return () => {

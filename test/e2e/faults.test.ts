@@ -259,6 +259,20 @@ describe('faults: nothing restored or half-restored is left behind', function ()
     expect(gone(ending.pid)).to.equal(true)
   })
 
+  it('--no-restore-detached, interrupted while it waits for the tree: exit 130, the tree ended, and the message says CRIU had already finished', async () => {
+    const holder = await startHolder(['uts'])
+    const run = startMycli(['restore', '-D', ckpt.dir, '-J', `uts:${holder.pid}`, '--no-restore-detached'], {})
+    const children = () => readFileSync(`/proc/${run.proc.pid}/task/${run.proc.pid}/children`, 'utf8').trim()
+    // CRIU is gone and the restored root is the command's child (it is the subreaper): it waits for the tree.
+    await waitFor('the command to wait for the restored tree alone', () => alive(ckpt.pid) && children() === String(ckpt.pid), 30_000)
+    run.proc.kill('SIGINT')
+    const r = await run.done
+    expect(r.code, r.stderr).to.equal(130)
+    expect(r.stdout).to.include(`Restored PID ${ckpt.pid}`)
+    expect(flat(r.stderr)).to.include('interrupted by SIGINT: CRIU had finished, and nothing restored is left running')
+    await waitFor('the tree to be gone', () => gone(ckpt.pid), 10_000)
+  })
+
   describe('at the post-restore stage: every task restored, none resumed, the joins being verified', () => {
     const cases = [
       {args: [] as string[], code: 130, how: 'SIGINT', message: 'interrupted by SIGINT: CRIU was stopped and nothing restored is left running'},
