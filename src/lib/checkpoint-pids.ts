@@ -7,7 +7,7 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {imageRecords} from './images.js'
-import {Cursor, fieldsOf, LENGTH, VARINT} from './wire.js'
+import {Cursor, fieldOf, fieldsOf, LENGTH, VARINT} from './wire.js'
 
 /** pstree_entry's pid (1) and threads (5, repeated; read packed too). Pure. */
 export function pstreeEntryPids(record: Uint8Array): {pid?: number; threads: number[]} {
@@ -27,26 +27,12 @@ export function pstreeEntryPids(record: Uint8Array): {pid?: number; threads: num
 
 /** task_kobj_ids_entry's pid_ns_id (5), in an ids-PID.img record or inventory's root_ids. Pure. */
 export function pidNsIdOf(ids: Uint8Array): number | undefined {
-  const c = new Cursor(ids)
-  let pidNs: number | undefined
-  for (const {id, wire} of fieldsOf(c)) {
-    if (id === 5 && wire === VARINT) pidNs = c.varint()
-    else c.skip(wire)
-  }
-
-  return pidNs
+  return fieldOf(ids, {id: 5, wire: VARINT}, c => c.varint())
 }
 
 /** inventory_entry's root_ids (3): the ids of the CRIU that dumped. Pure. */
 export function inventoryRootIds(record: Uint8Array): Uint8Array | undefined {
-  const c = new Cursor(record)
-  let rootIds: Uint8Array | undefined
-  for (const {id, wire} of fieldsOf(c)) {
-    if (id === 3 && wire === LENGTH) rootIds = c.bytes()
-    else c.skip(wire)
-  }
-
-  return rootIds
+  return fieldOf(record, {id: 3, wire: LENGTH}, c => c.bytes())
 }
 
 const records = (dir: string, name: string) => imageRecords(readFileSync(join(dir, name)), name)

@@ -258,8 +258,8 @@ function listProcesses(ps: readonly TreeProcess[]): string {
  * A tree CRIU cannot dump with the capabilities it will have (processes of other users without
  * CAP_SYS_RESOURCE, ...): said now, with the processes, instead of after CRIU froze the tree.
  */
-function refuseMissingCapabilities(pid: number): void {
-  const tree = processTree(pid).map(p => processIds(p)).filter(p => p !== undefined)
+function refuseMissingCapabilities(pids: readonly number[]): void {
+  const tree = pids.map(p => processIds(p)).filter(p => p !== undefined)
   const problems = checkpointCapabilityProblems(tree, criuCapabilities(), {gid: process.getgid!(), uid: process.getuid!()})
   if (problems.length === 0) return
   throw new FailedError(
@@ -284,7 +284,8 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
   if (!Number.isInteger(request.pid) || request.pid < 1) throw new RefusedError(`PID ${quote(String(request.pid))} is not a whole number above 0`)
   if (!request.dryRun && !hasAdminCapability()) throw new FailedError('checkpoint needs root: CRIU needs CAP_SYS_ADMIN to dump a process tree', 'run it as root (sudo)')
   if (!isRunning(request.pid)) throw new RefusedError(`process ${request.pid} does not exist`)
-  if (processTree(request.pid).includes(process.pid)) {
+  const tree = processTree(request.pid)
+  if (tree.includes(process.pid)) {
     // CRIU would freeze the very process that waits for it (and it holds io_uring rings on Node 22+).
     throw new RefusedError(`process ${request.pid}'s tree holds this command itself (PID ${process.pid}): a process cannot be checkpointed by a command running inside it`, `give the PID of the workload, not of this shell or one of its parents (\`${commandLine('launch')}\` starts a workload in a session of its own)`)
   }
@@ -294,7 +295,7 @@ function checkRequest(request: CheckpointRequest): ExternalNamespace[] {
     throw new RefusedError(`--work-dir ${quote(request.workDir)}: no such folder`, 'create it first, or leave --work-dir out to use a new temporary folder')
   }
 
-  if (!request.dryRun || hasAdminCapability()) refuseMissingCapabilities(request.pid)
+  if (!request.dryRun || hasAdminCapability()) refuseMissingCapabilities(tree)
 
   return external
 }

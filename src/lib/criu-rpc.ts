@@ -10,7 +10,7 @@
  * and read by hand: the ten fields below do not justify loading protobufjs, which takes 50-60 ms
  * on these machines (measured: `require('protobufjs/minimal')` in a fresh Node 20).
  */
-import {Cursor, fieldsOf, LENGTH, VARINT} from './wire.js'
+import {Cursor, fieldOf, fieldsOf, LENGTH, VARINT} from './wire.js'
 
 /** criu_req_type */
 export const REQ = {NOTIFY: 6, RESTORE: 2} as const
@@ -144,16 +144,8 @@ function decodeNotify(bytes: Uint8Array): {pid?: number; script?: string} {
   return out
 }
 
-function decodeRestorePid(bytes: Uint8Array): number | undefined {
-  const c = new Cursor(bytes)
-  let pid: number | undefined
-  for (const {id, wire} of fieldsOf(c)) {
-    if (id === 1 && wire === VARINT) pid = c.varint()
-    else c.skip(wire)
-  }
-
-  return pid
-}
+/** criu_restore_resp's pid (1). */
+const decodeRestorePid = (bytes: Uint8Array) => fieldOf(bytes, {id: 1, wire: VARINT}, c => c.varint())
 
 /** One criu_resp. Pure; throws on a message that is not one. */
 export function decodeResponse(bytes: Uint8Array): RpcResponse {

@@ -77,3 +77,18 @@ export function * fieldsOf(c: Cursor): Generator<{id: number; wire: number}> {
     yield {id: Math.floor(tag / 8), wire: tag % 8}
   }
 }
+
+/**
+ * One field of a message, read with `read` where its number and wire type match; the last one
+ * wins, as protobuf has it for a field that is not repeated. Every other field is skipped.
+ */
+export function fieldOf<T>(message: Uint8Array, field: {id: number; wire: number}, read: (c: Cursor) => T): T | undefined {
+  const c = new Cursor(message)
+  let value: T | undefined
+  for (const {id, wire} of fieldsOf(c)) {
+    if (id === field.id && wire === field.wire) value = read(c)
+    else c.skip(wire)
+  }
+
+  return value
+}
